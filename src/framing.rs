@@ -1,0 +1,222 @@
+//! Newline framing: turns a byte stream into lines, one message each.
+//!
+//! A line ends at `\n`; a `\r` right before it is part of the ending (CRLF), any other `\r` is
+//! left in the line for the JSON validator to refuse, because a lenient reader would split there.
+//! A line longer than the limit is discarded whole, up to and including its newline: never a
+//! remainder, which a reader could otherwise take for a message of its own.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How much the reader asks the OS for at once. Large enough that a multi-megabyte tool result
+/// takes few reads, small enough to be a rounding error in memory.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What the reader produced next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// One line, always ending in a single `\n` (a CRLF ending is turned into `\n`, and a last
+    /// line without a newline at the end of input gets one), so it can be forwarded as it is.
+    Line(&'a [u8]),
+    /// A line longer than the limit was read and thrown away; `len` counts its bytes.
+    TooLong { len: usize },
+    /// The input is closed.
+    Eof,
+}
+
+/// Reads newline-delimited lines with a length limit.
+pub struct LineReader<R> {
+    inner: R,
+    max_line: usize,
+    buf: Vec<u8>,
+    /// `buf[start..end]` holds bytes read but not yet returned.
+    start: usize,
+    end: usize,
+    /// Bytes after `start` already searched for a newline.
+    searched: usize,
+    /// Bytes of an over-long line thrown away so far; `Some` while skipping to its end.
+    discarding: Option<usize>,
+    eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// `max_line` counts the bytes of a line without its ending.
+    pub fn new(inner: R, max_line: usize) -> LineReader<R> {
+        LineReader {
+            inner,
+            max_line,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            searched: 0,
+            discarding: None,
+            eof: false,
+        }
+    }
+
+    /// The next line, an over-long line's notice, or the end of input.
+    pub async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
+        loop {
+            if let Some(pos) =
+                memchr::memchr(b'\n', &self.buf[self.start + self.searched..self.end])
+            {
+                let newline = self.start + self.searched + pos;
+                let line_start = self.start;
+                self.start = newline + 1;
+                self.searched = 0;
+                if let Some(dropped) = self.discarding.take() {
+                    return Ok(Frame::TooLong {
+                        len: dropped + (newline - line_start),
+                    });
+                }
+                let mut content_end = newline;
+                if content_end > line_start && self.buf[content_end - 1] == b'\r' {
+                    content_end -= 1;
+                }
+                if content_end - line_start > self.max_line {
+                    return Ok(Frame::TooLong {
+                        len: content_end - line_start,
+                    });
+                }
+                // A CRLF ending becomes LF in place, so the line and its ending stay one slice.
+                self.buf[content_end] = b'\n';
+                return Ok(Frame::Line(&self.buf[line_start..=content_end]));
+            }
+            self.searched = self.end - self.start;
+
+            if self.eof {
+                return Ok(self.finish());
+            }
+            // A line still open past the limit (plus room for a CR) is dropped as it arrives.
+            let pending = self.end - self.start;
+            if pending > self.max_line + 1 {
+                *self.discarding.get_or_insert(0) += pending;
+                self.start = self.end;
+                self.searched = 0;
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// The end of input: what is left is a last line without a newline.
+    fn finish(&mut self) -> Frame<'_> {
+        let line_start = self.start;
+        let len = self.end - line_start;
+        self.start = self.end;
+        self.searched = 0;
+        if let Some(dropped) = self.discarding.take() {
+            return Frame::TooLong { len: dropped + len };
+        }
+        if len == 0 {
+            return Frame::Eof;
+        }
+        if len > self.max_line {
+            return Frame::TooLong { len };
+        }
+        if self.end == self.buf.len() {
+            self.buf.push(b'\n');
+        } else {
+            self.buf[self.end] = b'\n';
+        }
+        self.end += 1;
+        self.start = self.end;
+        Frame::Line(&self.buf[line_start..self.end])
+    }
+
+    /// Reads more bytes, first moving unread ones to the front or growing the buffer.
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < READ_CHUNK {
+            self.buf.resize(self.end + READ_CHUNK, 0);
+        }
+        let n = self.inner.read(&mut self.buf[self.end..]).await?;
+        if n == 0 {
+            self.eof = true;
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads every frame from `input` delivered in chunks of `chunk` bytes.
+    async fn frames(input: &[u8], max_line: usize, chunk: usize) -> Vec<Result<Vec<u8>, usize>> {
+        let (mut tx, rx) = tokio::io::duplex(chunk.max(1));
+        let data = input.to_vec();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for piece in data.chunks(chunk.max(1)) {
+                tx.write_all(piece).await.unwrap();
+            }
+        });
+        let mut reader = LineReader::new(rx, max_line);
+        let mut out = Vec::new();
+        loop {
+            match reader.next_frame().await.unwrap() {
+                Frame::Line(line) => out.push(Ok(line.to_vec())),
+                Frame::TooLong { len } => out.push(Err(len)),
+                Frame::Eof => break,
+            }
+        }
+        writer.await.unwrap();
+        out
+    }
+
+    fn line(s: &str) -> Result<Vec<u8>, usize> {
+        Ok(s.as_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn splits_lines_in_any_chunking() {
+        let input = b"{\"a\":1}\n{\"b\":2}\r\n\n{\"c\":3}";
+        for chunk in [1, 2, 3, 7, 1024] {
+            assert_eq!(
+                frames(input, 100, chunk).await,
+                vec![
+                    line("{\"a\":1}\n"),
+                    line("{\"b\":2}\n"),
+                    line("\n"),
+                    line("{\"c\":3}\n")
+                ],
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bare_cr_stays_in_the_line() {
+        assert_eq!(
+            frames(b"A\rB\nC\r\r\n", 100, 4).await,
+            vec![line("A\rB\n"), line("C\r\n")]
+        );
+    }
+
+    #[tokio::test]
+    async fn over_long_lines_are_dropped_whole() {
+        let long = "x".repeat(50);
+        let input = format!("ok\n{long}\nafter\n{long}");
+        for chunk in [1, 5, 16, 1000] {
+            assert_eq!(
+                frames(input.as_bytes(), 10, chunk).await,
+                vec![line("ok\n"), Err(50), line("after\n"), Err(50)],
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn limit_counts_content_not_the_ending() {
+        assert_eq!(
+            frames(b"12345\r\n123456\n", 5, 3).await,
+            vec![line("12345\n"), Err(6)]
+        );
+    }
+}

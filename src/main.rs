@@ -1,0 +1,17 @@
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use mcp_policy_proxy::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    mcp_policy_proxy::init_logging(cli.log_level.as_deref());
+    match mcp_policy_proxy::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // stderr is the log channel; stdout belongs to the protocol.
+            eprintln!("mcp-policy-proxy: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

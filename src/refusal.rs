@@ -1,0 +1,305 @@
+//! Answers the proxy writes itself: policy refusals and JSON-RPC errors.
+//!
+//! A refusal tells the agent which tool, which rule and why, in words it can act on, and repeats
+//! the same facts machine-readably under [`META_KEY`]. By default it is a `CallToolResult` with
+//! `isError: true`, which clients hand to the model; `violation = "jsonrpc_error"` makes it a
+//! JSON-RPC error with [`POLICY_VIOLATION`] instead.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::config::ViolationStyle;
+use crate::message::RequestId;
+use crate::policy::{Decision, Rule};
+
+/// The `_meta` key under which a refusal carries its facts.
+pub const META_KEY: &str = "mcp-policy-proxy/decision";
+
+/// JSON-RPC error code of a policy refusal in `jsonrpc_error` style. It lies outside the range
+/// JSON-RPC and MCP reserve (-32768..=-32000), as the 2026-07-28 revision asks of new codes.
+pub const POLICY_VIOLATION: i64 = -31001;
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// How a duration reads in a message: "60s", "1.5s", "250ms".
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 1000 && ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// A wait rounded up to a whole millisecond, so that retrying after it is never too early.
+fn ceil_ms(d: Duration) -> u64 {
+    let ms = d.as_micros().div_ceil(1000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+fn rule_label(rule: &Rule) -> String {
+    match &rule.name {
+        Some(name) => format!("rule {} ({name:?}, tool = {:?})", rule.number, rule.pattern),
+        None => format!("rule {} (tool = {:?})", rule.number, rule.pattern),
+    }
+}
+
+/// The sentence the agent reads.
+pub fn refusal_text(tool: &str, decision: &Decision) -> String {
+    match decision {
+        Decision::Allow { .. } => format!("tool {tool:?} is allowed"),
+        Decision::Deny { rule } => format!(
+            "policy violation: tool {tool:?} is denied by {}: {}. This is a policy decision, not a \
+             transient error; retrying the same call will not help.",
+            rule_label(rule),
+            rule.reason
+                .as_deref()
+                .unwrap_or("this tool is not permitted"),
+        ),
+        Decision::RateLimited { rule, retry_after } => {
+            let limit = rule
+                .rate_limit
+                .as_ref()
+                .map(|l| format!("at most {} calls per {}", l.max, human(l.window)))
+                .unwrap_or_default();
+            let reason = rule
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!(
+                "policy violation: tool {tool:?} is rate-limited by {}: {limit}{reason}; retry \
+                 after {}.",
+                rule_label(rule),
+                human(Duration::from_millis(ceil_ms(*retry_after))),
+            )
+        }
+        Decision::ApprovalRequired { rule } => format!(
+            "policy violation: tool {tool:?} requires a person's approval under {}: {}. No approval \
+             channel is available, so the call was refused; ask the user to approve it another \
+             way or to change the policy.",
+            rule_label(rule),
+            rule.reason
+                .as_deref()
+                .unwrap_or("a person must approve each call"),
+        ),
+        Decision::DefaultDeny => format!(
+            "policy violation: tool {tool:?} is not allowed: no rule matches it and the default \
+             policy is deny."
+        ),
+    }
+}
+
+/// The machine-readable facts of a refusal.
+pub fn refusal_facts(tool: &str, decision: &Decision) -> Value {
+    let (kind, rule) = match decision {
+        Decision::Allow { rule } => ("allow", *rule),
+        Decision::Deny { rule } => ("deny", Some(*rule)),
+        Decision::RateLimited { rule, .. } => ("rate_limited", Some(*rule)),
+        Decision::ApprovalRequired { rule } => ("approval_required", Some(*rule)),
+        Decision::DefaultDeny => ("default_deny", None),
+    };
+    let mut facts = json!({
+        "decision": kind,
+        "tool": tool,
+        "rule": rule.map(|r| r.number),
+        "pattern": rule.map(|r| r.pattern.as_str()),
+        "reason": rule.and_then(|r| r.reason.as_deref()),
+    });
+    if let Some(name) = rule.and_then(|r| r.name.as_deref()) {
+        facts["ruleName"] = json!(name);
+    }
+    if let Decision::RateLimited { retry_after, .. } = decision {
+        facts["retryAfterMs"] = json!(ceil_ms(*retry_after));
+    }
+    facts
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"<key>":VALUE}\n`; `id: None` writes `"id":null`.
+fn response(id: Option<&RequestId>, key: &str, value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    match id {
+        Some(id) => id.write_json(&mut out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    serde_json::to_writer(&mut out, value).expect("a Value always serializes");
+    out.extend_from_slice(b"}\n");
+    out
+}
+
+/// A JSON-RPC error response line.
+pub fn error(id: Option<&RequestId>, code: i64, message: &str, data: Option<Value>) -> Vec<u8> {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    response(id, "error", &error)
+}
+
+/// The answer to a refused `tools/call`. `modern` adds the `resultType` that 2026-07-28
+/// results carry.
+pub fn policy_refusal(
+    id: &RequestId,
+    tool: &str,
+    decision: &Decision,
+    style: ViolationStyle,
+    modern: bool,
+) -> Vec<u8> {
+    let text = refusal_text(tool, decision);
+    let facts = refusal_facts(tool, decision);
+    match style {
+        ViolationStyle::Result => {
+            let mut result = json!({
+                "content": [{ "type": "text", "text": text }],
+                "isError": true,
+                "_meta": { META_KEY: facts },
+            });
+            if modern {
+                result["resultType"] = json!("complete");
+            }
+            response(Some(id), "result", &result)
+        }
+        ViolationStyle::JsonRpcError => error(Some(id), POLICY_VIOLATION, &text, Some(facts)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Action, RateLimitSpec};
+
+    fn rule(action: Action) -> Rule {
+        Rule {
+            number: 2,
+            name: None,
+            pattern: "valkey_*".into(),
+            action,
+            reason: Some("writes need care".into()),
+            rate_limit: None,
+            hide: false,
+        }
+    }
+
+    fn parse(line: &[u8]) -> Value {
+        assert_eq!(line.last(), Some(&b'\n'));
+        serde_json::from_slice(line).unwrap()
+    }
+
+    #[test]
+    fn deny_is_a_tool_error_result_with_facts() {
+        let rule = rule(Action::Deny);
+        let line = policy_refusal(
+            &RequestId::Int("7".into()),
+            "valkey_write",
+            &Decision::Deny { rule: &rule },
+            ViolationStyle::Result,
+            false,
+        );
+        let v = parse(&line);
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["result"]["isError"], true);
+        assert_eq!(
+            v["result"]["content"][0]["text"],
+            "policy violation: tool \"valkey_write\" is denied by rule 2 (tool = \"valkey_*\"): \
+             writes need care. This is a policy decision, not a transient error; retrying the \
+             same call will not help."
+        );
+        assert_eq!(
+            v["result"]["_meta"][META_KEY],
+            json!({"decision":"deny","tool":"valkey_write","rule":2,"pattern":"valkey_*","reason":"writes need care"})
+        );
+        assert!(v["result"].get("resultType").is_none());
+    }
+
+    #[test]
+    fn rate_limit_says_when_to_retry() {
+        let mut rule = rule(Action::Allow);
+        rule.reason = None;
+        rule.rate_limit = Some(RateLimitSpec {
+            max: 10,
+            window: Duration::from_secs(60),
+        });
+        let decision = Decision::RateLimited {
+            rule: &rule,
+            retry_after: Duration::from_micros(12_345_001),
+        };
+        let v = parse(&policy_refusal(
+            &RequestId::Str("a".into()),
+            "valkey_write",
+            &decision,
+            ViolationStyle::Result,
+            true,
+        ));
+        assert_eq!(v["id"], "a");
+        assert_eq!(v["result"]["resultType"], "complete");
+        assert_eq!(
+            v["result"]["content"][0]["text"],
+            "policy violation: tool \"valkey_write\" is rate-limited by rule 2 (tool = \
+             \"valkey_*\"): at most 10 calls per 60s; retry after 12.3s."
+        );
+        assert_eq!(v["result"]["_meta"][META_KEY]["retryAfterMs"], 12_346);
+    }
+
+    #[test]
+    fn jsonrpc_error_style_uses_an_unreserved_code() {
+        let v = parse(&policy_refusal(
+            &RequestId::Int("1180591620717411303424".into()),
+            "CreateCodeConnection",
+            &Decision::DefaultDeny,
+            ViolationStyle::JsonRpcError,
+            false,
+        ));
+        // The id's digits are echoed exactly, whatever their size.
+        let text = String::from_utf8(policy_refusal(
+            &RequestId::Int("1180591620717411303424".into()),
+            "x",
+            &Decision::DefaultDeny,
+            ViolationStyle::JsonRpcError,
+            false,
+        ))
+        .unwrap();
+        assert!(text.starts_with("{\"jsonrpc\":\"2.0\",\"id\":1180591620717411303424,"));
+        assert_eq!(v["error"]["code"], POLICY_VIOLATION);
+        assert!(!(-32768..=-32000).contains(&POLICY_VIOLATION));
+        assert_eq!(v["error"]["data"]["decision"], "default_deny");
+        assert_eq!(v["error"]["data"]["rule"], Value::Null);
+        assert_eq!(
+            v["error"]["message"],
+            "policy violation: tool \"CreateCodeConnection\" is not allowed: no rule matches it \
+             and the default policy is deny."
+        );
+    }
+
+    #[test]
+    fn approval_required_names_the_missing_channel() {
+        let rule = rule(Action::RequireApproval);
+        let text = refusal_text("manage_index", &Decision::ApprovalRequired { rule: &rule });
+        assert!(text.starts_with(
+            "policy violation: tool \"manage_index\" requires a person's approval under rule 2 (tool = \"valkey_*\"): writes need care."
+        ));
+        assert!(text.contains("No approval channel is available"));
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        for (ms, text) in [
+            (250, "250ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (60_000, "60s"),
+        ] {
+            assert_eq!(human(Duration::from_millis(ms)), text);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The session's protocol rules, driven line by line without processes: the cases a fixture
+//! server cannot easily provoke.
+
+use std::time::Instant;
+
+use mcp_policy_proxy::config::Config;
+use mcp_policy_proxy::policy::Policy;
+use mcp_policy_proxy::session::{Out, Session};
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"
+[[rules]]
+tool = "secret_*"
+action = "deny"
+hide = true
+[[rules]]
+tool = "valkey_write"
+action = "deny"
+"#;
+
+fn session() -> Session {
+    let config = Config::parse(POLICY).unwrap();
+    Session::new(Policy::new(&config).unwrap(), config.policy.violation)
+}
+
+/// What one client line causes: (lines to the child, lines to the client).
+fn client(session: &mut Session, line: &str) -> (Vec<String>, Vec<String>) {
+    let line = format!("{line}\n");
+    let mut out = Vec::new();
+    session.on_client_line(line.as_bytes(), Instant::now(), &mut out);
+    split(out)
+}
+
+/// What one child line causes: lines to the client.
+fn child(session: &mut Session, line: &str) -> Vec<String> {
+    let line = format!("{line}\n");
+    let mut out = Vec::new();
+    session.on_child_line(line.as_bytes(), &mut out);
+    let (to_child, to_client) = split(out);
+    assert!(to_child.is_empty());
+    to_client
+}
+
+fn split(out: Vec<Out<'_>>) -> (Vec<String>, Vec<String>) {
+    let (mut to_child, mut to_client) = (Vec::new(), Vec::new());
+    for o in out {
+        match o {
+            Out::Child { line, .. } => to_child.push(String::from_utf8(line.into_owned()).unwrap()),
+            Out::Client(line) => to_client.push(String::from_utf8(line.into_owned()).unwrap()),
+        }
+    }
+    (to_child, to_client)
+}
+
+fn parse(line: &str) -> Value {
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn progress_passes_only_for_requests_in_progress() {
+    let mut s = session();
+    let (to_child, _) = client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"t1"}}}"#,
+    );
+    assert_eq!(to_child.len(), 1);
+    let progress = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t1","progress":1}}"#;
+    assert_eq!(child(&mut s, progress), [format!("{progress}\n")]);
+    // A token nobody gave, or the token of a refused call, goes nowhere.
+    client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"valkey_write","_meta":{"progressToken":"t2"}}}"#,
+    );
+    assert!(child(&mut s, &progress.replace("t1", "t2")).is_empty());
+    assert!(child(&mut s, &progress.replace("t1", "other")).is_empty());
+    // Once answered, the request's token is spent.
+    child(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+    );
+    assert!(child(&mut s, progress).is_empty());
+}
+
+#[test]
+fn a_server_cancelling_its_own_request_is_told_to_the_client_under_the_proxy_s_id() {
+    let mut s = session();
+    client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ask"}}"#,
+    );
+    let request = child(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":"srv-9","method":"roots/list"}"#,
+    );
+    let proxy_id = parse(&request[0])["id"].clone();
+    assert_eq!(proxy_id, json!(0));
+    let cancel = child(
+        &mut s,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"srv-9","reason":"timeout"}}"#,
+    );
+    assert_eq!(
+        cancel,
+        [
+            "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":0,\"reason\":\"timeout\"}}\n"
+        ]
+    );
+    // The request is gone: a late client answer is not forwarded, nor a second cancel.
+    let (to_child, _) = client(&mut s, r#"{"jsonrpc":"2.0","id":0,"result":{"roots":[]}}"#);
+    assert!(to_child.is_empty());
+    assert!(
+        child(
+            &mut s,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"srv-9"}}"#
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn hidden_tools_are_cut_from_a_page_and_everything_else_stays_byte_for_byte() {
+    let mut s = session();
+    client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"c1"}}"#,
+    );
+    let page = r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"secret_a","inputSchema":{}},{"name":"open","inputSchema":{"type":"object"}} , {"name":"secret_b"}],"nextCursor":"c2","_meta":{"x":1.50}}}"#;
+    let out = child(&mut s, page);
+    assert_eq!(
+        out,
+        [
+            "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"tools\":[{\"name\":\"open\",\"inputSchema\":{\"type\":\"object\"}}],\"nextCursor\":\"c2\",\"_meta\":{\"x\":1.50}}}\n"
+        ]
+    );
+    // A page of hidden tools only becomes an empty page that keeps its cursor.
+    client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":"c2"}}"#,
+    );
+    let out = child(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"secret_c"}],"nextCursor":"c3"}}"#,
+    );
+    assert_eq!(
+        parse(&out[0])["result"],
+        json!({"tools":[],"nextCursor":"c3"})
+    );
+}
+
+#[test]
+fn a_batch_in_progress_is_answered_as_one_array_when_the_server_dies() {
+    let mut s = session();
+    client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#,
+    );
+    child(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26"}}"#,
+    );
+    let (to_child, to_client) = client(
+        &mut s,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"valkey_write"}},{"jsonrpc":"2.0","id":3,"method":"ping"}]"#,
+    );
+    assert_eq!(
+        to_child,
+        [
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n",
+            "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n"
+        ]
+    );
+    assert!(to_client.is_empty(), "the batch is answered once, whole");
+    assert!(child(&mut s, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_empty());
+    let out = s.on_child_exit("exit status 1");
+    assert_eq!(out.len(), 1);
+    let answers = parse(std::str::from_utf8(&out[0]).unwrap());
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), 3);
+    let by_id = |id: i64| answers.iter().find(|a| a["id"] == id).unwrap().clone();
+    assert_eq!(by_id(1)["result"], json!({}));
+    assert_eq!(by_id(2)["result"]["isError"], true);
+    assert_eq!(by_id(3)["error"]["code"], -32603);
+}
+
+#[test]
+fn an_empty_batch_gets_one_error_and_nothing_is_forwarded() {
+    let mut s = session();
+    client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#,
+    );
+    child(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26"}}"#,
+    );
+    let (to_child, to_client) = client(&mut s, "[]");
+    assert!(to_child.is_empty());
+    assert_eq!(parse(&to_client[0])["error"]["code"], -32600);
+}
+
+#[test]
+fn server_responses_to_requests_nobody_is_waiting_for_are_dropped() {
+    let mut s = session();
+    assert!(child(&mut s, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_empty());
+    client(&mut s, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(
+        child(&mut s, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).len(),
+        1
+    );
+    // Answering twice does not get through twice.
+    assert!(child(&mut s, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_empty());
+}
+
+#[test]
+fn the_protocol_version_is_the_one_the_server_answered() {
+    let mut s = session();
+    client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2026-07-28"}}"#,
+    );
+    assert_eq!(s.protocol_version(), None);
+    child(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25"}}"#,
+    );
+    assert_eq!(s.protocol_version(), Some("2025-11-25"));
+}

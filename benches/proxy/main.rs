@@ -1,0 +1,406 @@
+//! The benchmark behind `scripts/bench`: what the proxy costs, side by side with a plain byte
+//! relay (the floor of any stdio proxy) and with no proxy at all.
+//!
+//! `cargo bench --bench proxy` runs it in full, `-- --quick` briefly (CI). Run by `cargo test`
+//! (without `--bench`), it is a smoke test with tiny counts, so it cannot rot. Timings are only
+//! reported, never asserted; a failed correctness check (an id not answered exactly once, an
+//! answer of the wrong size, a set-up that does not exit when its input closes) fails the run.
+//!
+//! End-to-end figures come in rounds. Each round starts every set-up afresh, interleaves their
+//! latency samples call by call and runs their throughput bursts one after the other, in an
+//! order that rotates, so a noisy neighbour hits all three alike. Ratios are taken within each
+//! round and their median reported.
+
+// The report is the benchmark's output; stdout is not a protocol channel here.
+#![allow(clippy::print_stdout)]
+
+mod byte_relay;
+mod end_to_end;
+mod micro;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use end_to_end::{Endpoint, Programs, Setup, Watchdog};
+
+/// The realistic 50-rule policy the proxy runs with.
+pub fn policy_text() -> &'static str {
+    include_str!("policy.toml")
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// How much of everything to run.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    name: &'static str,
+    rounds: usize,
+    warmup_calls: usize,
+    latency_calls: usize,
+    pipelined_calls: usize,
+    window: usize,
+    large_calls: usize,
+    large_window: usize,
+    large_bytes: usize,
+    micro_samples: usize,
+    /// Iterations per sample of the small micro-benchmarks (scaled down for large inputs).
+    micro_iterations: usize,
+}
+
+const FULL: Plan = Plan {
+    name: "full",
+    rounds: 7,
+    warmup_calls: 300,
+    latency_calls: 3000,
+    pipelined_calls: 100_000,
+    window: 64,
+    large_calls: 32,
+    large_window: 2,
+    large_bytes: 8 * MIB,
+    micro_samples: 101,
+    micro_iterations: 2000,
+};
+
+const QUICK: Plan = Plan {
+    name: "quick",
+    rounds: 3,
+    warmup_calls: 100,
+    latency_calls: 500,
+    pipelined_calls: 10_000,
+    large_calls: 6,
+    micro_samples: 21,
+    micro_iterations: 500,
+    ..FULL
+};
+
+/// Under `cargo test`: debug builds, so only enough to prove every path still works.
+const SMOKE: Plan = Plan {
+    name: "smoke test (not a measurement)",
+    rounds: 1,
+    warmup_calls: 5,
+    latency_calls: 20,
+    pipelined_calls: 300,
+    large_calls: 2,
+    large_bytes: MIB / 4,
+    micro_samples: 3,
+    micro_iterations: 10,
+    ..FULL
+};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::env::var_os(byte_relay::RELAY_ENV).is_some() {
+        return byte_relay::run(&args);
+    }
+    let plan = if args.iter().any(|a| a == "--quick") {
+        QUICK
+    } else if args.iter().any(|a| a == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
+    match run(plan) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One round's figures for one set-up.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    calls_per_s: f64,
+    mb_per_s: f64,
+    peak_rss: u64,
+}
+
+fn run(plan: Plan) -> anyhow::Result<()> {
+    println!("mcp-policy-proxy benchmark, {} mode", plan.name);
+    println!("{}", machine());
+    println!();
+
+    let dir = std::env::temp_dir().join(format!("mcp-policy-proxy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("cannot create a temporary directory")?;
+    let programs = Programs {
+        fixture: PathBuf::from(env!("CARGO_BIN_EXE_mcp-fixture-server")),
+        proxy: PathBuf::from(env!("CARGO_BIN_EXE_mcp-policy-proxy")),
+        relay: std::env::current_exe().context("cannot find the bench executable")?,
+        policy: end_to_end::write_policy(&dir)?,
+    };
+    let result = end_to_end(plan, &programs);
+    let _ = std::fs::remove_dir_all(&dir);
+    let rounds = result?;
+    report_end_to_end(plan, &rounds);
+    println!();
+    report_micro(plan);
+    Ok(())
+}
+
+fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3]>> {
+    let watchdog = Watchdog::start();
+    let mut rounds = Vec::new();
+    for round in 0..plan.rounds {
+        // The order rotates, so no set-up is always first (or last) after a pause.
+        let order: Vec<usize> = (0..3).map(|k| (k + round) % 3).collect();
+        let mut endpoints = Setup::ALL
+            .iter()
+            .map(|&setup| Endpoint::start(setup, programs))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut figures = [Figures::default(); 3];
+
+        let mut samples: [Vec<Duration>; 3] = Default::default();
+        for i in 0..plan.warmup_calls + plan.latency_calls {
+            for &k in &order {
+                let k = (k + i) % 3;
+                let took = endpoints[k].echo_round_trip()?;
+                if i >= plan.warmup_calls {
+                    samples[k].push(took);
+                }
+            }
+            watchdog.tick();
+        }
+        for (k, samples) in samples.iter_mut().enumerate() {
+            samples.sort();
+            figures[k].p50 = samples[samples.len() / 2];
+            figures[k].p99 = samples[samples.len() * 99 / 100];
+        }
+        for &k in &order {
+            // A short warm-up burst, then the measured one.
+            endpoints[k].pipelined(plan.window * 4, plan.window)?;
+            figures[k].calls_per_s = endpoints[k].pipelined(plan.pipelined_calls, plan.window)?;
+            watchdog.tick();
+        }
+        for &k in &order {
+            figures[k].mb_per_s =
+                endpoints[k].large(plan.large_calls, plan.large_window, plan.large_bytes)?;
+            figures[k].peak_rss = endpoints[k].peak_rss()?;
+            watchdog.tick();
+        }
+        for endpoint in endpoints {
+            endpoint.finish()?;
+        }
+        eprintln!(
+            "round {}/{}: added p50 latency relay {:.1} us, proxy {:.1} us; calls/s relay {:.0}, proxy {:.0}; MB/s relay {:.0}, proxy {:.0}",
+            round + 1,
+            plan.rounds,
+            added_us(&figures, RELAY),
+            added_us(&figures, PROXY),
+            figures[RELAY].calls_per_s,
+            figures[PROXY].calls_per_s,
+            figures[RELAY].mb_per_s,
+            figures[PROXY].mb_per_s,
+        );
+        rounds.push(figures);
+    }
+    Ok(rounds)
+}
+
+const DIRECT: usize = 0;
+const RELAY: usize = 1;
+const PROXY: usize = 2;
+
+/// p50 latency a set-up adds over the direct one, in microseconds.
+fn added_us(figures: &[Figures; 3], k: usize) -> f64 {
+    us(figures[k].p50) - us(figures[DIRECT].p50)
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The median over rounds of `f`, and its range.
+fn over_rounds(rounds: &[[Figures; 3]], f: impl Fn(&[Figures; 3]) -> f64) -> (f64, f64, f64) {
+    let values: Vec<f64> = rounds.iter().map(f).collect();
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(values), min, max)
+}
+
+fn report_end_to_end(plan: Plan, rounds: &[[Figures; 3]]) {
+    let largest = plan.large_bytes as f64 / MIB as f64;
+    println!(
+        "end to end, median of {} round(s); fast fixture server over pipes; the proxy runs a 50-rule policy",
+        rounds.len()
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>14}",
+        "", "direct", "relay", "proxy", "proxy / relay"
+    );
+    let row = |label: &str, f: &dyn Fn(&Figures) -> f64, digits: usize| {
+        let cells: Vec<String> = (0..3)
+            .map(|k| {
+                let (m, _, _) = over_rounds(rounds, |r| f(&r[k]));
+                format!("{m:>10.digits$}")
+            })
+            .collect();
+        let (ratio, _, _) = over_rounds(rounds, |r| f(&r[PROXY]) / f(&r[RELAY]));
+        println!(
+            "{label:<44} {} {} {} {ratio:>14.2}",
+            cells[0], cells[1], cells[2]
+        );
+    };
+    row(
+        &format!(
+            "latency p50, sequential calls (us) [{}]",
+            plan.latency_calls
+        ),
+        &|f| us(f.p50),
+        1,
+    );
+    row("latency p99 (us)", &|f| us(f.p99), 1);
+    row(
+        &format!("pipelined calls/s, {} in flight", plan.window),
+        &|f| f.calls_per_s,
+        0,
+    );
+    row(
+        &format!(
+            "{largest:.2} MiB results, MB/s ({} in flight)",
+            plan.large_window
+        ),
+        &|f| f.mb_per_s,
+        0,
+    );
+    row(
+        "peak RSS (MiB, VmHWM; direct: the server)",
+        &|f| f.peak_rss as f64 / MIB as f64,
+        1,
+    );
+
+    println!();
+    if plan.rounds == SMOKE.rounds && plan.large_bytes == SMOKE.large_bytes {
+        println!("targets: not judged in a smoke test (debug build, tiny counts)");
+        return;
+    }
+    println!("targets (ratios taken within each round; median [min - max] over rounds):");
+    let (relay_added, _, _) = over_rounds(rounds, |r| added_us(r, RELAY));
+    let (proxy_added, _, _) = over_rounds(rounds, |r| added_us(r, PROXY));
+    target(
+        &format!(
+            "added p50 latency: relay {relay_added:.1} us, proxy {proxy_added:.1} us; proxy / relay"
+        ),
+        over_rounds(rounds, |r| added_us(r, PROXY) / added_us(r, RELAY)),
+        "<=",
+        1.25,
+    );
+    target(
+        "pipelined calls/s, proxy / relay",
+        over_rounds(rounds, |r| r[PROXY].calls_per_s / r[RELAY].calls_per_s),
+        ">=",
+        0.9,
+    );
+    target(
+        "large results MB/s, proxy / relay",
+        over_rounds(rounds, |r| r[PROXY].mb_per_s / r[RELAY].mb_per_s),
+        ">=",
+        0.9,
+    );
+    // The largest message is the `big` answer line: its text plus about 90 bytes of envelope.
+    let budget = 3.0 * largest + 16.0;
+    let worst_rss = rounds
+        .iter()
+        .map(|r| r[PROXY].peak_rss as f64 / MIB as f64)
+        .fold(0.0, f64::max);
+    println!(
+        "  {:<66} {:>7.1} MiB (target <= 3 x {largest:.0} MiB + 16 MiB = {budget:.0} MiB: {})",
+        "proxy peak RSS, worst round",
+        worst_rss,
+        verdict(worst_rss <= budget)
+    );
+}
+
+fn target(label: &str, (median, min, max): (f64, f64, f64), op: &str, limit: f64) {
+    let met = if op == "<=" {
+        median <= limit
+    } else {
+        median >= limit
+    };
+    println!(
+        "  {label:<66} {median:>7.2} [{min:.2} - {max:.2}] (target {op} {limit}: {})",
+        verdict(met)
+    );
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn report_micro(plan: Plan) {
+    let samples = plan.micro_samples;
+    let iterations = plan.micro_iterations;
+    println!(
+        "policy evaluation alone (Policy::evaluate, median of {samples} samples; the deciding rule is a glob second from the end):"
+    );
+    for rules in [10, 100, 1000] {
+        let took = micro::policy_evaluation(rules, samples, iterations);
+        let ns = took.as_secs_f64() * 1e9;
+        let note = if rules == 1000 {
+            format!(" (target <= 2000 ns: {})", verdict(ns <= 2000.0))
+        } else {
+            String::new()
+        };
+        println!("  {rules:>5} rules: {ns:>8.0} ns per decision{note}");
+    }
+    println!();
+    println!(
+        "forwarding the original bytes after strict validation vs. parsing into serde_json::Value and re-serializing:"
+    );
+    let call = micro::TYPICAL_CALL;
+    let strict = micro::median(samples, iterations, || micro::strict(call));
+    let tree = micro::median(samples, iterations, || micro::tree_round_trip(call));
+    println!(
+        "  typical tools/call line ({} bytes): strict {:.0} ns, serde_json round trip {:.0} ns ({:.1}x)",
+        call.len(),
+        strict.as_secs_f64() * 1e9,
+        tree.as_secs_f64() * 1e9,
+        tree.as_secs_f64() / strict.as_secs_f64()
+    );
+    let line = micro::result_line(plan.large_bytes);
+    let large_samples = (samples / 5).max(3);
+    let strict = micro::median(large_samples, 1, || micro::strict(&line));
+    let tree = micro::median(large_samples, 1, || micro::tree_round_trip(&line));
+    let mbps = |d: Duration| line.len() as f64 / 1e6 / d.as_secs_f64();
+    println!(
+        "  {:.2} MiB result line: strict {:.2} ms ({:.0} MB/s), serde_json round trip {:.2} ms ({:.0} MB/s) ({:.1}x)",
+        line.len() as f64 / MIB as f64,
+        strict.as_secs_f64() * 1e3,
+        mbps(strict),
+        tree.as_secs_f64() * 1e3,
+        mbps(tree),
+        tree.as_secs_f64() / strict.as_secs_f64()
+    );
+}
+
+/// The machine, as the README records it.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim())
+        .to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or("rustc".into()))
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or("rustc unknown".into(), |v| v.trim().to_string());
+    format!("machine: {cpus} CPUs, {model}, Linux {kernel}, {rustc}")
+}

@@ -8,7 +8,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, Command};
+
+use crate::pipe::Pipe;
 
 /// What to run as the child.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +32,12 @@ impl ChildCommand {
     }
 }
 
-/// A running child with its protocol pipes.
+/// A running child with its protocol pipes, as blocking pipe ends for the pump threads. The
+/// `Child` stays with the async runtime, which reaps it.
 pub struct Spawned {
     pub child: Child,
-    pub stdin: ChildStdin,
-    pub stdout: ChildStdout,
+    pub stdin: Pipe,
+    pub stdout: Pipe,
 }
 
 /// Starts the child. Must be called from the thread that lives as long as the proxy (the main
@@ -69,8 +72,21 @@ pub fn spawn(command: &ChildCommand) -> std::io::Result<Spawned> {
         }
     }
     let mut child = cmd.spawn()?;
-    let stdin = child.stdin.take().expect("stdin is piped");
-    let stdout = child.stdout.take().expect("stdout is piped");
+    // Taken out of the runtime's reactor and made blocking again: these ends are ours alone.
+    let stdin = Pipe::new(
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .into_owned_fd()?,
+    );
+    let stdout = Pipe::new(
+        child
+            .stdout
+            .take()
+            .expect("stdout is piped")
+            .into_owned_fd()?,
+    );
     Ok(Spawned {
         child,
         stdin,

@@ -4,8 +4,11 @@
 //! left in the line for the JSON validator to refuse, because a lenient reader would split there.
 //! A line longer than the limit is discarded whole, up to and including its newline: never a
 //! remainder, which a reader could otherwise take for a message of its own.
+//!
+//! The same reader serves blocking input ([`LineReader::read_frame`], what the relay's pump
+//! threads use) and async input ([`LineReader::next_frame`]); only the read differs.
 
-use std::io;
+use std::io::{self, Read};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -40,7 +43,21 @@ pub struct LineReader<R> {
     eof: bool,
 }
 
-impl<R: AsyncRead + Unpin> LineReader<R> {
+/// Where the next frame lies in the buffer.
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    /// `buf[start..end]`, ending in `\n`.
+    Line {
+        start: usize,
+        end: usize,
+    },
+    TooLong {
+        len: usize,
+    },
+    Eof,
+}
+
+impl<R> LineReader<R> {
     /// `max_line` counts the bytes of a line without its ending.
     pub fn new(inner: R, max_line: usize) -> LineReader<R> {
         LineReader {
@@ -55,64 +72,88 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
-    /// The next line, an over-long line's notice, or the end of input.
-    pub async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
-        loop {
-            if let Some(pos) =
-                memchr::memchr(b'\n', &self.buf[self.start + self.searched..self.end])
-            {
-                let newline = self.start + self.searched + pos;
-                let line_start = self.start;
-                self.start = newline + 1;
-                self.searched = 0;
-                if let Some(dropped) = self.discarding.take() {
-                    return Ok(Frame::TooLong {
-                        len: dropped + (newline - line_start),
-                    });
-                }
-                let mut content_end = newline;
-                if content_end > line_start && self.buf[content_end - 1] == b'\r' {
-                    content_end -= 1;
-                }
-                if content_end - line_start > self.max_line {
-                    return Ok(Frame::TooLong {
-                        len: content_end - line_start,
-                    });
-                }
-                // A CRLF ending becomes LF in place, so the line and its ending stay one slice.
-                self.buf[content_end] = b'\n';
-                return Ok(Frame::Line(&self.buf[line_start..=content_end]));
+    /// Whether the next frame can be returned without reading: a whole line (or the end of
+    /// input) is already buffered. A caller that holds output back while this is true never
+    /// delays it past the processing of lines that are already here.
+    pub fn has_frame_buffered(&mut self) -> bool {
+        if self.eof {
+            return true;
+        }
+        let from = self.start + self.searched;
+        match memchr::memchr(b'\n', &self.buf[from..self.end]) {
+            Some(_) => true,
+            None => {
+                self.searched = self.end - self.start;
+                false
             }
-            self.searched = self.end - self.start;
+        }
+    }
 
-            if self.eof {
-                return Ok(self.finish());
+    /// The next frame from what is buffered, or `None` when more input is needed.
+    fn next_buffered(&mut self) -> Option<Span> {
+        if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start + self.searched..self.end]) {
+            let newline = self.start + self.searched + pos;
+            let line_start = self.start;
+            self.start = newline + 1;
+            self.searched = 0;
+            if let Some(dropped) = self.discarding.take() {
+                return Some(Span::TooLong {
+                    len: dropped + (newline - line_start),
+                });
             }
-            // A line still open past the limit (plus room for a CR) is dropped as it arrives.
-            let pending = self.end - self.start;
-            if pending > self.max_line + 1 {
-                *self.discarding.get_or_insert(0) += pending;
-                self.start = self.end;
-                self.searched = 0;
+            let mut content_end = newline;
+            if content_end > line_start && self.buf[content_end - 1] == b'\r' {
+                content_end -= 1;
             }
-            self.fill().await?;
+            if content_end - line_start > self.max_line {
+                return Some(Span::TooLong {
+                    len: content_end - line_start,
+                });
+            }
+            // A CRLF ending becomes LF in place, so the line and its ending stay one slice.
+            self.buf[content_end] = b'\n';
+            return Some(Span::Line {
+                start: line_start,
+                end: content_end + 1,
+            });
+        }
+        self.searched = self.end - self.start;
+
+        if self.eof {
+            return Some(self.finish());
+        }
+        // A line still open past the limit (plus room for a CR) is dropped as it arrives.
+        let pending = self.end - self.start;
+        if pending > self.max_line + 1 {
+            *self.discarding.get_or_insert(0) += pending;
+            self.start = self.end;
+            self.searched = 0;
+        }
+        None
+    }
+
+    fn frame(&self, span: Span) -> Frame<'_> {
+        match span {
+            Span::Line { start, end } => Frame::Line(&self.buf[start..end]),
+            Span::TooLong { len } => Frame::TooLong { len },
+            Span::Eof => Frame::Eof,
         }
     }
 
     /// The end of input: what is left is a last line without a newline.
-    fn finish(&mut self) -> Frame<'_> {
+    fn finish(&mut self) -> Span {
         let line_start = self.start;
         let len = self.end - line_start;
         self.start = self.end;
         self.searched = 0;
         if let Some(dropped) = self.discarding.take() {
-            return Frame::TooLong { len: dropped + len };
+            return Span::TooLong { len: dropped + len };
         }
         if len == 0 {
-            return Frame::Eof;
+            return Span::Eof;
         }
         if len > self.max_line {
-            return Frame::TooLong { len };
+            return Span::TooLong { len };
         }
         if self.end == self.buf.len() {
             self.buf.push(b'\n');
@@ -121,11 +162,14 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
         self.end += 1;
         self.start = self.end;
-        Frame::Line(&self.buf[line_start..self.end])
+        Span::Line {
+            start: line_start,
+            end: self.end,
+        }
     }
 
-    /// Reads more bytes, first moving unread ones to the front or growing the buffer.
-    async fn fill(&mut self) -> io::Result<()> {
+    /// Makes room for the next read, moving unread bytes to the front or growing the buffer.
+    fn make_room(&mut self) {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -134,12 +178,41 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if self.buf.len() - self.end < READ_CHUNK {
             self.buf.resize(self.end + READ_CHUNK, 0);
         }
-        let n = self.inner.read(&mut self.buf[self.end..]).await?;
+    }
+
+    fn filled(&mut self, n: usize) {
         if n == 0 {
             self.eof = true;
         }
         self.end += n;
-        Ok(())
+    }
+}
+
+impl<R: Read> LineReader<R> {
+    /// The next line, an over-long line's notice, or the end of input; blocks for input.
+    pub fn read_frame(&mut self) -> io::Result<Frame<'_>> {
+        loop {
+            if let Some(span) = self.next_buffered() {
+                return Ok(self.frame(span));
+            }
+            self.make_room();
+            let n = self.inner.read(&mut self.buf[self.end..])?;
+            self.filled(n);
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// The next line, an over-long line's notice, or the end of input.
+    pub async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
+        loop {
+            if let Some(span) = self.next_buffered() {
+                return Ok(self.frame(span));
+            }
+            self.make_room();
+            let n = self.inner.read(&mut self.buf[self.end..]).await?;
+            self.filled(n);
+        }
     }
 }
 
@@ -170,6 +243,41 @@ mod tests {
         out
     }
 
+    /// Hands out its bytes `chunk` at a time, as a pipe may.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.chunk.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// The same as [`frames`], through the blocking reader.
+    fn frames_blocking(input: &[u8], max_line: usize, chunk: usize) -> Vec<Result<Vec<u8>, usize>> {
+        let mut reader = LineReader::new(
+            Chunked {
+                data: input,
+                chunk: chunk.max(1),
+            },
+            max_line,
+        );
+        let mut out = Vec::new();
+        loop {
+            match reader.read_frame().unwrap() {
+                Frame::Line(line) => out.push(Ok(line.to_vec())),
+                Frame::TooLong { len } => out.push(Err(len)),
+                Frame::Eof => break,
+            }
+        }
+        out
+    }
+
     fn line(s: &str) -> Result<Vec<u8>, usize> {
         Ok(s.as_bytes().to_vec())
     }
@@ -189,6 +297,38 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn blocking_and_async_readers_frame_alike() {
+        let long = "y".repeat(40);
+        let input = format!("a\r\n{long}\nb\rc\n\n{long}\r\nlast");
+        for chunk in [1, 3, 8, 64, 4096] {
+            assert_eq!(
+                frames_blocking(input.as_bytes(), 20, chunk),
+                frames(input.as_bytes(), 20, chunk).await,
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn knows_when_the_next_frame_needs_no_read() {
+        let mut reader = LineReader::new(
+            Chunked {
+                data: b"one\ntwo\nthr",
+                chunk: 1024,
+            },
+            100,
+        );
+        assert!(!reader.has_frame_buffered(), "nothing read yet");
+        assert_eq!(reader.read_frame().unwrap(), Frame::Line(b"one\n"));
+        assert!(reader.has_frame_buffered(), "two is buffered");
+        assert_eq!(reader.read_frame().unwrap(), Frame::Line(b"two\n"));
+        assert!(!reader.has_frame_buffered(), "thr has no newline yet");
+        assert_eq!(reader.read_frame().unwrap(), Frame::Line(b"thr\n"));
+        assert!(reader.has_frame_buffered(), "the end of input is known");
+        assert_eq!(reader.read_frame().unwrap(), Frame::Eof);
     }
 
     #[tokio::test]

@@ -3,8 +3,8 @@
 //! The modules follow the data path: the command line and config (`cli`, `config`), bytes in
 //! (`framing`), strict JSON (`json`), message classification (`message`), the policy decision
 //! (`policy`, `rate_limit`), the proxy's own answers (`refusal`), the session state that ties
-//! requests to answers (`session`), and the relay with its child process and the one writer of
-//! stdout (`relay`, `child`, `output`).
+//! requests to answers (`session`), and the relay with its child process, its blocking pipe ends
+//! and the one writer of stdout (`relay`, `child`, `pipe`, `output`).
 
 pub mod child;
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod framing;
 pub mod json;
 pub mod message;
 pub mod output;
+pub mod pipe;
 pub mod policy;
 pub mod rate_limit;
 pub mod refusal;
@@ -103,15 +104,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
 
     let session = Session::new(policy, config.policy.violation);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The messages flow through two pump threads of their own (see `relay`); the runtime only
+    // supervises the child, signals and timers, so one thread is all it needs.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     // The child is spawned inside `block_on`, on this (the main) thread, which lives as long as
     // the process: the parent-death signal is tied to the thread that forked.
     let result = runtime.block_on(relay::run(&command, session, config.limits.max_line_bytes));
-    // A read of stdin may still be blocked in the runtime's thread pool; do not wait for it.
+    // The client pump may still be blocked reading stdin; the process exits without it.
     runtime.shutdown_background();
     match result {
         Ok(code) => Ok(ExitCode::from(code)),

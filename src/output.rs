@@ -1,36 +1,64 @@
 //! The proxy's stdout: the protocol channel to the client.
 //!
 //! [`ClientWriter`] is the one place in the program that writes to stdout. Lines from the child
-//! and answers the proxy makes itself both go through it, a whole line at a time, so they can
-//! never interleave mid-line. Logs go to stderr.
+//! and answers the proxy makes itself both go through it, whole lines at a time under one lock,
+//! so they can never interleave mid-line. It does not buffer: each call is written before it
+//! returns, so a line is never held back. Callers that have several lines ready at once pass
+//! them together, which costs one write instead of one each. Logs go to stderr.
 
-use std::io;
+use std::io::{self, Write};
+use std::sync::{Mutex, MutexGuard};
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::Mutex;
+use crate::pipe::Pipe;
 
 /// Writes whole lines to the client.
 pub struct ClientWriter {
-    out: Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    out: Box<dyn Write + Send>,
+    /// Set by [`ClientWriter::close`]: nothing more may be written.
+    closed: bool,
 }
 
 impl ClientWriter {
     /// The proxy's own stdout.
-    pub fn stdout() -> ClientWriter {
-        ClientWriter::new(Box::new(tokio::io::stdout()))
+    pub fn stdout() -> io::Result<ClientWriter> {
+        use std::os::fd::AsFd as _;
+        let out = Pipe::duplicate(io::stdout().as_fd())?;
+        Ok(ClientWriter::new(Box::new(out)))
     }
 
-    pub fn new(out: Box<dyn AsyncWrite + Send + Unpin>) -> ClientWriter {
+    pub fn new(out: Box<dyn Write + Send>) -> ClientWriter {
         ClientWriter {
-            out: Mutex::new(out),
+            inner: Mutex::new(Inner { out, closed: false }),
         }
     }
 
-    /// Writes one line, which must end in `\n`, and flushes it.
-    pub async fn write_line(&self, line: &[u8]) -> io::Result<()> {
-        debug_assert_eq!(line.last(), Some(&b'\n'));
-        let mut out = self.out.lock().await;
-        out.write_all(line).await?;
-        out.flush().await
+    /// Writes `lines`, one or more whole lines each ending in `\n`, blocking until they are
+    /// written.
+    pub fn write_lines(&self, lines: &[u8]) -> io::Result<()> {
+        debug_assert_eq!(lines.last(), Some(&b'\n'));
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        inner.out.write_all(lines)?;
+        inner.out.flush()
+    }
+
+    /// Refuses every later write, once a write in progress has finished: the proxy is about to
+    /// exit, and a line must never be cut off by the exit.
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while writing leaves nothing inconsistent behind but a partial line, which
+        // the next write cannot repair either way.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

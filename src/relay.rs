@@ -1,23 +1,29 @@
 //! The relay: two pumps between the client and the child, and the child's lifecycle.
 //!
-//! One pump reads the client's lines, the other the child's; each hands its lines to the shared
-//! [`Session`] and writes what it returns. The session's lock is never held across I/O. The
-//! main loop watches the child, the client's end of input and signals, and shuts the child down
-//! the way the MCP stdio transport asks: close its input, wait, SIGTERM, wait, SIGKILL.
+//! The pumps are two plain threads doing blocking I/O, one per direction, as a byte relay does:
+//! a message costs a read, the session's judgement and a write, with no hand-off to an async
+//! runtime in between. Each pump hands its lines to the shared [`Session`] and writes what it
+//! returns; the session's lock is never held across I/O. Lines that are ready together (the
+//! next one is already read) are written together, and nothing is held back once the next read
+//! could block. The async runtime only supervises: it watches the child, the client's end of
+//! input and signals, and shuts the child down the way the MCP stdio transport asks: close its
+//! input, wait, SIGTERM, wait, SIGKILL.
 
-use std::sync::{Arc, Mutex};
+use std::io::{self, Write};
+use std::os::fd::AsFd as _;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::io::{AsyncRead, AsyncWriteExt};
-use tokio::process::{ChildStdin, ChildStdout};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::child::{self, ChildCommand, Spawned};
 use crate::framing::{Frame, LineReader};
+use crate::message::RequestId;
 use crate::output::ClientWriter;
+use crate::pipe::Pipe;
 use crate::session::{Out, Session};
 
 /// How long the child gets to exit on its own after its input is closed, before SIGTERM. With
@@ -29,6 +35,9 @@ pub const TERM_GRACE: Duration = Duration::from_millis(800);
 /// How long the child's last output may take to arrive once it has exited (a grandchild can
 /// hold its stdout open).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// Lines ready together are gathered into one write up to this size; a longer line is written
+/// on its own, straight from the read buffer, so a large result is never copied.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// What the pumps tell the main loop.
 #[derive(Debug)]
@@ -56,25 +65,30 @@ pub async fn run(command: &ChildCommand, session: Session, max_line: usize) -> a
         .with_context(|| format!("cannot start the MCP server `{}`", command.display()))?;
     info!(command = %command.display(), pid = child.id(), "started the MCP server");
 
+    let client_input = Pipe::duplicate(io::stdin().as_fd()).context("cannot read stdin")?;
+    let writer = Arc::new(ClientWriter::stdout().context("cannot write to stdout")?);
     let session = Arc::new(Mutex::new(session));
-    let writer = Arc::new(ClientWriter::stdout());
     let (events, mut event_rx) = mpsc::unbounded_channel();
+    let (drained, drained_rx) = oneshot::channel::<()>();
 
-    let upstream = tokio::spawn(pump_client(
-        tokio::io::stdin(),
-        stdin,
+    let pump = Pump {
         max_line,
-        session.clone(),
-        writer.clone(),
-        events.clone(),
-    ));
-    let downstream = tokio::spawn(pump_child(
-        stdout,
-        max_line,
-        session.clone(),
-        writer.clone(),
+        session: session.clone(),
+        writer: writer.clone(),
         events,
-    ));
+    };
+    let upstream = pump.clone();
+    std::thread::Builder::new()
+        .name("client-pump".into())
+        .spawn(move || upstream.client_to_child(client_input, stdin))
+        .context("cannot start the client pump thread")?;
+    std::thread::Builder::new()
+        .name("server-pump".into())
+        .spawn(move || {
+            pump.child_to_client(stdout);
+            let _ = drained.send(());
+        })
+        .context("cannot start the server pump thread")?;
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -120,124 +134,239 @@ pub async fn run(command: &ChildCommand, session: Session, max_line: usize) -> a
     info!("the MCP server exited ({how})");
 
     // Let its last lines through before answering what it left unanswered.
-    if tokio::time::timeout(DRAIN_GRACE, downstream).await.is_err() {
+    if tokio::time::timeout(DRAIN_GRACE, drained_rx).await.is_err() {
         debug!("the MCP server's output stayed open after it exited");
     }
-    upstream.abort();
-    let unanswered = session.lock().expect("session lock").on_child_exit(&how);
-    for line in unanswered {
-        if writer.write_line(&line).await.is_err() {
-            break;
+    // From here on the client pump answers new requests itself (the session knows the child is
+    // gone); the process exits once the writer is closed.
+    let unanswered = lock(&session).on_child_exit(&how);
+    let finished = tokio::task::spawn_blocking(move || {
+        for line in unanswered {
+            if writer.write_lines(&line).is_err() {
+                break;
+            }
         }
-    }
+        writer.close();
+    });
+    let _ = finished.await;
     Ok(child::exit_code(status))
 }
 
-/// Client to child: every line is judged by the session before anything reaches the child.
-async fn pump_client(
-    input: impl AsyncRead + Unpin,
-    mut child_stdin: ChildStdin,
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    session.lock().expect("session lock")
+}
+
+/// What both pump threads share.
+#[derive(Clone)]
+struct Pump {
     max_line: usize,
     session: Arc<Mutex<Session>>,
     writer: Arc<ClientWriter>,
     events: mpsc::UnboundedSender<Event>,
-) {
-    let mut reader = LineReader::new(input, max_line);
-    let mut child_open = true;
-    loop {
-        let line = match reader.next_frame().await {
-            Ok(Frame::Line(line)) => line,
-            Ok(Frame::TooLong { len }) => {
-                warn!(
-                    len,
-                    max_line, "dropped a client message longer than the limit (max_line_bytes)"
-                );
-                continue;
-            }
-            Ok(Frame::Eof) => break,
-            Err(err) => {
-                warn!("cannot read from the client: {err}");
-                break;
-            }
-        };
+}
+
+/// Whole lines bound for one destination, gathered while more lines are ready, with the client
+/// requests they carry (so a failed write can be answered).
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    requests: Vec<RequestId>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Adds `line`, or returns it when it is too long to copy: the caller writes it on its own
+    /// after this batch.
+    fn push<'l>(&mut self, line: &'l [u8]) -> Option<&'l [u8]> {
+        if line.len() > BATCH_BYTES {
+            return Some(line);
+        }
+        self.bytes.extend_from_slice(line);
+        None
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes.len() >= BATCH_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.requests.clear();
+    }
+}
+
+impl Pump {
+    /// Client to child: every line is judged by the session before anything reaches the child.
+    fn client_to_child(self, input: Pipe, mut child_stdin: Pipe) {
+        let mut reader = LineReader::new(input, self.max_line);
+        let mut to_child = Batch::default();
+        let mut to_client = Batch::default();
         let mut outs = Vec::new();
-        session
-            .lock()
-            .expect("session lock")
-            .on_client_line(line, Instant::now(), &mut outs);
-        for out in outs {
-            match out {
-                Out::Child { line, request } => {
-                    if child_open && child_stdin.write_all(&line).await.is_ok() {
-                        continue;
+        let mut child_open = true;
+        loop {
+            let pending = !to_child.is_empty() || !to_client.is_empty();
+            if pending && !reader.has_frame_buffered() {
+                self.send_to_client(&mut to_client, None);
+                self.send_to_child(&mut to_child, None, &mut child_stdin, &mut child_open);
+            }
+            let line = match reader.read_frame() {
+                Ok(Frame::Line(line)) => line,
+                Ok(Frame::TooLong { len }) => {
+                    warn!(
+                        len,
+                        max_line = self.max_line,
+                        "dropped a client message longer than the limit (max_line_bytes)"
+                    );
+                    continue;
+                }
+                Ok(Frame::Eof) => break,
+                Err(err) => {
+                    warn!("cannot read from the client: {err}");
+                    break;
+                }
+            };
+            let mut judged = recycle(std::mem::take(&mut outs));
+            lock(&self.session).on_client_line(line, Instant::now(), &mut judged);
+            for out in judged.drain(..) {
+                match out {
+                    Out::Child { line, request } => {
+                        let alone = to_child.push(&line);
+                        to_child.requests.extend(request);
+                        if alone.is_some() || to_child.is_full() {
+                            // The proxy's answers to earlier lines go out first, as they would
+                            // without batching.
+                            self.send_to_client(&mut to_client, None);
+                            self.send_to_child(
+                                &mut to_child,
+                                alone,
+                                &mut child_stdin,
+                                &mut child_open,
+                            );
+                        }
                     }
-                    child_open = false;
-                    let Some(id) = request else { continue };
-                    let mut answers = Vec::new();
-                    session
-                        .lock()
-                        .expect("session lock")
-                        .on_forward_failed(&id, &mut answers);
-                    for answer in answers {
-                        if let Out::Client(line) = answer {
-                            let _ = writer.write_line(&line).await;
+                    Out::Client(line) => {
+                        let alone = to_client.push(&line);
+                        if alone.is_some() || to_client.is_full() {
+                            self.send_to_client(&mut to_client, alone);
                         }
                     }
                 }
-                Out::Client(line) => {
-                    if writer.write_line(&line).await.is_err() {
-                        let _ = events.send(Event::ClientGone);
-                    }
+            }
+            outs = recycle(judged);
+        }
+        self.send_to_client(&mut to_client, None);
+        self.send_to_child(&mut to_child, None, &mut child_stdin, &mut child_open);
+        // Closing the child's input is the first step of a graceful shutdown.
+        drop(child_stdin);
+        let _ = self.events.send(Event::ClientClosed);
+    }
+
+    /// Writes the batch, then `alone`, to the child. Once a write fails the child can take no
+    /// more: the requests of this batch and later ones are answered here instead.
+    fn send_to_child(
+        &self,
+        batch: &mut Batch,
+        alone: Option<&[u8]>,
+        child_stdin: &mut Pipe,
+        child_open: &mut bool,
+    ) {
+        if *child_open {
+            let written = child_stdin
+                .write_all(&batch.bytes)
+                .and_then(|()| child_stdin.write_all(alone.unwrap_or_default()));
+            if let Err(err) = written {
+                debug!("cannot write to the MCP server: {err}");
+                *child_open = false;
+            }
+        }
+        if !*child_open && !batch.requests.is_empty() {
+            let mut answers = Vec::new();
+            {
+                let mut session = lock(&self.session);
+                for id in &batch.requests {
+                    session.on_forward_failed(id, &mut answers);
+                }
+            }
+            for answer in answers {
+                if let Out::Client(line) = answer {
+                    let _ = self.writer.write_lines(&line);
                 }
             }
         }
+        batch.clear();
     }
-    // Closing the child's input is the first step of a graceful shutdown.
-    drop(child_stdin);
-    let _ = events.send(Event::ClientClosed);
-}
 
-/// Child to client: only valid MCP messages reach the client.
-async fn pump_child(
-    stdout: ChildStdout,
-    max_line: usize,
-    session: Arc<Mutex<Session>>,
-    writer: Arc<ClientWriter>,
-    events: mpsc::UnboundedSender<Event>,
-) {
-    let mut reader = LineReader::new(stdout, max_line);
-    let mut client_open = true;
-    loop {
-        let line = match reader.next_frame().await {
-            Ok(Frame::Line(line)) => line,
-            Ok(Frame::TooLong { len }) => {
-                warn!(
-                    len,
-                    max_line, "dropped a server message longer than the limit (max_line_bytes)"
-                );
-                continue;
-            }
-            Ok(Frame::Eof) => break,
-            Err(err) => {
-                warn!("cannot read from the MCP server: {err}");
+    /// Writes the batch, then `alone`, to the client.
+    fn send_to_client(&self, batch: &mut Batch, alone: Option<&[u8]>) -> bool {
+        let mut ok = true;
+        for lines in [&batch.bytes[..], alone.unwrap_or_default()] {
+            if !lines.is_empty() && self.writer.write_lines(lines).is_err() {
+                ok = false;
                 break;
             }
-        };
+        }
+        batch.clear();
+        if !ok {
+            let _ = self.events.send(Event::ClientGone);
+        }
+        ok
+    }
+
+    /// Child to client: only valid MCP messages reach the client.
+    fn child_to_client(self, stdout: Pipe) {
+        let mut reader = LineReader::new(stdout, self.max_line);
+        let mut to_client = Batch::default();
         let mut outs = Vec::new();
-        session
-            .lock()
-            .expect("session lock")
-            .on_child_line(line, &mut outs);
-        for out in outs {
-            let line = match out {
-                Out::Client(line) => line,
-                Out::Child { .. } => continue,
-            };
-            // Once the client is gone, keep reading so the child never blocks on a full pipe.
-            if client_open && writer.write_line(&line).await.is_err() {
-                client_open = false;
-                let _ = events.send(Event::ClientGone);
+        let mut client_open = true;
+        loop {
+            if !to_client.is_empty() && !reader.has_frame_buffered() {
+                client_open = self.send_to_client(&mut to_client, None);
             }
+            let line = match reader.read_frame() {
+                Ok(Frame::Line(line)) => line,
+                Ok(Frame::TooLong { len }) => {
+                    warn!(
+                        len,
+                        max_line = self.max_line,
+                        "dropped a server message longer than the limit (max_line_bytes)"
+                    );
+                    continue;
+                }
+                Ok(Frame::Eof) => break,
+                Err(err) => {
+                    warn!("cannot read from the MCP server: {err}");
+                    break;
+                }
+            };
+            let mut judged = recycle(std::mem::take(&mut outs));
+            lock(&self.session).on_child_line(line, &mut judged);
+            for out in judged.drain(..) {
+                let Out::Client(line) = out else { continue };
+                // Once the client is gone, keep reading so the child never blocks on a full
+                // pipe.
+                if !client_open {
+                    continue;
+                }
+                let alone = to_client.push(&line);
+                if alone.is_some() || to_client.is_full() {
+                    client_open = self.send_to_client(&mut to_client, alone);
+                }
+            }
+            outs = recycle(judged);
+        }
+        if client_open {
+            self.send_to_client(&mut to_client, None);
         }
     }
+}
+
+/// An empty vector with the allocation of `outs` but none of its borrows, so one allocation
+/// serves every message of a pump. (Collecting a mapped `vec::IntoIter` into a vector of a type
+/// with the same layout reuses the allocation.)
+fn recycle<'b>(mut outs: Vec<Out<'_>>) -> Vec<Out<'b>> {
+    outs.clear();
+    outs.into_iter().map(|_| unreachable!("cleared")).collect()
 }

@@ -1,0 +1,87 @@
+//! Blocking I/O on the proxy's four stream ends: its stdin and stdout, and the child's stdin and
+//! stdout.
+//!
+//! The pumps are plain threads doing blocking reads and writes, the way a byte relay does, so a
+//! message costs a read and a write and no hand-off to an async runtime. [`Pipe`] owns a file
+//! descriptor and reads or writes it directly, with no buffer of its own. It leaves the
+//! descriptor's flags alone (a terminal or a pipe shared with other processes keeps its mode);
+//! if someone else made the descriptor non-blocking, it waits for readiness with `poll` instead
+//! of failing, and it retries a call a signal interrupted.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// A blocking stream end: stdin, stdout, or one end of a pipe.
+#[derive(Debug)]
+pub struct Pipe {
+    file: File,
+}
+
+impl Pipe {
+    pub fn new(fd: OwnedFd) -> Pipe {
+        Pipe {
+            file: File::from(fd),
+        }
+    }
+
+    /// A duplicate of the proxy's stdin (or stdout): the original stays open and untouched.
+    pub fn duplicate(fd: BorrowedFd<'_>) -> io::Result<Pipe> {
+        fd.try_clone_to_owned().map(Pipe::new)
+    }
+
+    /// Waits until the descriptor is ready for `events` (`POLLIN` or `POLLOUT`).
+    fn wait(&self, events: libc::c_short) -> io::Result<()> {
+        let mut poll = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: `poll` points to one valid, initialized pollfd for the whole call.
+            let ready = unsafe { libc::poll(&mut poll, 1, -1) };
+            if ready >= 0 {
+                // Ready, or hung up / in error: the next read or write reports which.
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.file.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                result => return result,
+            }
+        }
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.file.write(buf) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                result => return result,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Pipe {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}

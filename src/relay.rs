@@ -2,8 +2,9 @@
 //!
 //! The pumps are two plain threads doing blocking I/O, one per direction, as a byte relay does:
 //! a message costs a read, the session's judgement and a write, with no hand-off to an async
-//! runtime in between. Each pump hands its lines to the shared [`Session`] and writes what it
-//! returns; the session's lock is never held across I/O. Lines that are ready together (the
+//! runtime in between. Each pump validates a line, hands it to the shared [`Session`] and
+//! writes what it returns; the session's lock is held neither across I/O nor for validation,
+//! the longest part of the work on a line. Lines that are ready together (the
 //! next one is already read) are written together, and nothing is held back once the next read
 //! could block. The async runtime only supervises: it watches the child, the client's end of
 //! input and signals, and shuts the child down the way the MCP stdio transport asks: close its
@@ -24,7 +25,7 @@ use crate::framing::{Frame, LineReader};
 use crate::message::RequestId;
 use crate::output::ClientWriter;
 use crate::pipe::Pipe;
-use crate::session::{Out, Session};
+use crate::session::{Checked, Out, Session};
 
 /// How long the child gets to exit on its own after its input is closed, before SIGTERM. With
 /// [`TERM_GRACE`] it keeps the whole shutdown within the 2 s that SDK clients give a server
@@ -235,7 +236,8 @@ impl Pump {
                 }
             };
             let mut judged = recycle(std::mem::take(&mut outs));
-            lock(&self.session).on_client_line(line, Instant::now(), &mut judged);
+            let checked = Checked::check(line);
+            lock(&self.session).on_checked_client_line(checked, Instant::now(), &mut judged);
             for out in judged.drain(..) {
                 match out {
                     Out::Child { line, request } => {
@@ -356,7 +358,8 @@ impl Pump {
                 }
             };
             let mut judged = recycle(std::mem::take(&mut outs));
-            lock(&self.session).on_child_line(line, &mut judged);
+            let checked = Checked::check(line);
+            lock(&self.session).on_checked_child_line(checked, &mut judged);
             for out in judged.drain(..) {
                 let Out::Client(line) = out else { continue };
                 // Once the client is gone, keep reading so the child never blocks on a full

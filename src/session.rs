@@ -65,6 +65,27 @@ struct Batch {
     waiting: usize,
 }
 
+/// A line (ending in `\n`) with the verdict of strict validation, which needs no session
+/// state: the relay validates a line before it takes the session's lock, so the lock is held
+/// only for the work that needs the state. Only [`Checked::check`] makes one, so no line reaches
+/// the session without its validation.
+pub struct Checked<'a> {
+    line: &'a [u8],
+    valid: Result<(), json::JsonError>,
+}
+
+impl<'a> Checked<'a> {
+    pub fn check(line: &'a [u8]) -> Checked<'a> {
+        let content = &line[..line.len() - 1];
+        let valid = if content.is_empty() {
+            Ok(())
+        } else {
+            json::validate(content)
+        };
+        Checked { line, valid }
+    }
+}
+
 /// The state of one proxied session.
 pub struct Session {
     policy: Policy,
@@ -114,11 +135,22 @@ impl Session {
 
     /// Handles one line from the client (ending in `\n`).
     pub fn on_client_line<'a>(&mut self, line: &'a [u8], now: Instant, out: &mut Vec<Out<'a>>) {
+        self.on_checked_client_line(Checked::check(line), now, out);
+    }
+
+    /// [`Session::on_client_line`] for a line already validated by [`Checked::check`].
+    pub fn on_checked_client_line<'a>(
+        &mut self,
+        checked: Checked<'a>,
+        now: Instant,
+        out: &mut Vec<Out<'a>>,
+    ) {
+        let Checked { line, valid } = checked;
         let content = &line[..line.len() - 1];
         if content.is_empty() {
             return;
         }
-        if let Err(err) = json::validate(content) {
+        if let Err(err) = valid {
             self.answer_unreadable(content, &err.to_string(), out);
             return;
         }
@@ -470,11 +502,17 @@ impl Session {
 
     /// Handles one line from the child (ending in `\n`).
     pub fn on_child_line<'a>(&mut self, line: &'a [u8], out: &mut Vec<Out<'a>>) {
+        self.on_checked_child_line(Checked::check(line), out);
+    }
+
+    /// [`Session::on_child_line`] for a line already validated by [`Checked::check`].
+    pub fn on_checked_child_line<'a>(&mut self, checked: Checked<'a>, out: &mut Vec<Out<'a>>) {
+        let Checked { line, valid } = checked;
         let content = &line[..line.len() - 1];
         if content.is_empty() {
             return;
         }
-        if let Err(err) = json::validate(content) {
+        if let Err(err) = valid {
             warn!("dropped server output that is not strict JSON: {err}");
             return;
         }

@@ -64,6 +64,9 @@ enum Escalation {
 
 /// Runs the child and relays until it exits; returns the exit code the proxy should end with.
 pub async fn run(command: &ChildCommand, session: Session, max_line: usize) -> anyhow::Result<u8> {
+    // Our own ends first: if stdin or stdout is unusable, no server is started.
+    let client_input = Pipe::duplicate(io::stdin().as_fd()).context("cannot read stdin")?;
+    let writer = Arc::new(ClientWriter::stdout().context("cannot write to stdout")?);
     let Spawned {
         mut child,
         stdin,
@@ -72,8 +75,6 @@ pub async fn run(command: &ChildCommand, session: Session, max_line: usize) -> a
         .with_context(|| format!("cannot start the MCP server `{}`", command.display()))?;
     info!(command = %command.display(), pid = child.id(), "started the MCP server");
 
-    let client_input = Pipe::duplicate(io::stdin().as_fd()).context("cannot read stdin")?;
-    let writer = Arc::new(ClientWriter::stdout().context("cannot write to stdout")?);
     let session = Arc::new(Mutex::new(session));
     let (events, mut event_rx) = mpsc::unbounded_channel();
     let (drained, drained_rx) = oneshot::channel::<()>();

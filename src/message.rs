@@ -12,9 +12,15 @@ use std::fmt;
 use crate::json::{self, Kind};
 
 /// A request id, as JSON-RPC compares them: an integer or a string.
+///
+/// Every integer has exactly one form, so equal ids compare equal: one that fits in a `u64` is
+/// [`RequestId::Small`] (the common case, which allocates nothing), any other is
+/// [`RequestId::Int`] with its JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RequestId {
-    /// The integer's JSON text, exactly as sent (integers of any size keep their value).
+    Small(u64),
+    /// A negative integer, or one beyond `u64`: its JSON text, exactly as sent, so integers of
+    /// any size keep their value.
     Int(Box<str>),
     Str(Box<str>),
 }
@@ -28,7 +34,10 @@ impl RequestId {
                 let text = std::str::from_utf8(raw).ok()?;
                 // -0 and 0 are the same id.
                 let text = if text == "-0" { "0" } else { text };
-                Some(RequestId::Int(text.into()))
+                Some(match text.parse::<u64>() {
+                    Ok(n) => RequestId::Small(n),
+                    Err(_) => RequestId::Int(text.into()),
+                })
             }
             _ => None,
         }
@@ -36,6 +45,10 @@ impl RequestId {
 
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
+            RequestId::Small(n) => {
+                use std::io::Write as _;
+                let _ = write!(out, "{n}");
+            }
             RequestId::Int(digits) => out.extend_from_slice(digits.as_bytes()),
             RequestId::Str(s) => json::write_str(out, s),
         }
@@ -51,6 +64,7 @@ impl RequestId {
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RequestId::Small(n) => write!(f, "{n}"),
             RequestId::Int(digits) => f.write_str(digits),
             RequestId::Str(s) => write!(f, "{s:?}"),
         }

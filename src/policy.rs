@@ -66,13 +66,22 @@ pub struct Policy {
     glob_rules: Vec<usize>,
 }
 
-/// What one session remembers between calls: the rate limiters of its rules.
+/// What one session remembers between calls: the rate limiters of its rules, and which rule
+/// decides each tool name seen so far.
 #[derive(Debug, Clone)]
 pub struct PolicyState {
     limiters: Vec<Option<RateLimiter>>,
+    /// The deciding rule (index into the rules) of each tool name already judged, so the globs
+    /// run once per name rather than once per call. Bounded by [`DECIDING_CACHE_NAMES`].
+    deciding: HashMap<Box<str>, Option<usize>>,
     /// Reused buffer for glob matches, so a decision allocates nothing.
     matches: Vec<usize>,
 }
+
+/// How many tool names a session remembers the deciding rule of. A server has tens of tools, so
+/// this is never reached in honest use; a client calling endless made-up names only makes the
+/// cache start over, never grow without bound.
+pub const DECIDING_CACHE_NAMES: usize = 1024;
 
 /// Characters that make a `tool` pattern a glob rather than an exact name.
 const GLOB_META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
@@ -141,6 +150,7 @@ impl Policy {
                         .map(|limit| RateLimiter::new(limit.max, limit.window))
                 })
                 .collect(),
+            deciding: HashMap::new(),
             matches: Vec::new(),
         }
     }
@@ -175,7 +185,18 @@ impl Policy {
         state: &mut PolicyState,
         now: Instant,
     ) -> Decision<'p> {
-        let Some(index) = self.first_match(tool, &mut state.matches) else {
+        let deciding = match state.deciding.get(tool) {
+            Some(&index) => index,
+            None => {
+                let index = self.first_match(tool, &mut state.matches);
+                if state.deciding.len() >= DECIDING_CACHE_NAMES {
+                    state.deciding.clear();
+                }
+                state.deciding.insert(tool.into(), index);
+                index
+            }
+        };
+        let Some(index) = deciding else {
             return match self.default {
                 DefaultAction::Allow => Decision::Allow { rule: None },
                 DefaultAction::Deny => Decision::DefaultDeny,
@@ -359,6 +380,32 @@ mod tests {
                 .evaluate("valkey_write", &mut second, now)
                 .is_allowed()
         );
+    }
+
+    #[test]
+    fn remembered_decisions_stay_right_past_the_cache_bound() {
+        let policy = Policy::from_rules(
+            vec![
+                rule(1, "keep_*", Action::Allow),
+                rule(2, "drop_*", Action::Deny),
+            ],
+            DefaultAction::Deny,
+        )
+        .unwrap();
+        let mut state = policy.new_state();
+        let now = Instant::now();
+        for round in 0..3 {
+            for n in 0..DECIDING_CACHE_NAMES + 10 {
+                let (tool, expected) = match n % 3 {
+                    0 => (format!("keep_{n}"), ("allow", Some(1))),
+                    1 => (format!("drop_{n}"), ("deny", Some(2))),
+                    _ => (format!("other_{n}"), ("default_deny", None)),
+                };
+                let decision = policy.evaluate(&tool, &mut state, now);
+                assert_eq!(summary(&decision), expected, "{tool} in round {round}");
+            }
+            assert!(state.deciding.len() <= DECIDING_CACHE_NAMES);
+        }
     }
 
     #[test]

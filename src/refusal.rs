@@ -200,7 +200,7 @@ mod tests {
     fn deny_is_a_tool_error_result_with_facts() {
         let rule = rule(Action::Deny);
         let line = policy_refusal(
-            &RequestId::Int("7".into()),
+            &RequestId::Small(7),
             "valkey_write",
             &Decision::Deny { rule: &rule },
             ViolationStyle::Result,

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::config::ViolationStyle;
 use crate::json::{self, Kind};
 use crate::message::{self, Message, RequestId};
-use crate::policy::{Policy, PolicyState};
+use crate::policy::{Decision, Policy, PolicyState};
 use crate::refusal;
 
 /// The protocol revision without the `initialize` handshake.
@@ -260,11 +260,8 @@ impl Session {
             }
             Message::Response { id, id_raw, .. } => {
                 let child_id = match id {
-                    RequestId::Int(ref digits) => digits
-                        .parse::<u64>()
-                        .ok()
-                        .and_then(|n| self.server_requests.remove(&n)),
-                    RequestId::Str(_) => None,
+                    RequestId::Small(n) => self.server_requests.remove(&n),
+                    RequestId::Int(_) | RequestId::Str(_) => None,
                 };
                 match child_id {
                     Some(child_id) => {
@@ -405,8 +402,16 @@ impl Session {
             }
             return false;
         };
-        if self.hides_tools && self.policy.hides(&tool) {
-            info!(tool = %tool, "refused a call to a hidden tool");
+        let decision = self.policy.evaluate(&tool, &mut self.state, now);
+        if decision.is_allowed() {
+            debug!(tool = %tool, "allowed a tool call");
+            return true;
+        }
+        if let Decision::Deny { rule } = decision
+            && rule.hide
+        {
+            // Exactly what a tool that does not exist gets, so hiding reveals nothing.
+            info!(tool = %tool, rule = rule.number, "refused a call to a hidden tool");
             if let Some(id) = id {
                 out.push(Out::Client(Cow::Owned(refusal::error(
                     Some(id),
@@ -416,11 +421,6 @@ impl Session {
                 ))));
             }
             return false;
-        }
-        let decision = self.policy.evaluate(&tool, &mut self.state, now);
-        if decision.is_allowed() {
-            debug!(tool = %tool, "allowed a tool call");
-            return true;
         }
         let text = refusal::refusal_text(&tool, &decision);
         match id {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mcp_policy_proxy::config::Config;
 use mcp_policy_proxy::json;
 use mcp_policy_proxy::message::{self, Message};
-use mcp_policy_proxy::policy::Policy;
+use mcp_policy_proxy::policy::{DECIDING_CACHE_NAMES, Policy};
 
 /// The median time of one call of `f`, over `samples` batches of `iterations` calls.
 pub fn median(samples: usize, iterations: usize, mut f: impl FnMut()) -> Duration {
@@ -62,8 +62,10 @@ pub fn generated_policy(n: usize) -> String {
     text
 }
 
-/// Median time of one `Policy::evaluate` of [`TARGET_TOOL`] over `rules` rules.
-pub fn policy_evaluation(rules: usize, samples: usize, iterations: usize) -> Duration {
+/// Median time of one `Policy::evaluate` over `rules` rules, twice: for tool names the session
+/// has not judged before (the globs run, the worst case), and for [`TARGET_TOOL`] again and again
+/// (the session remembers its deciding rule, the common case).
+pub fn policy_evaluation(rules: usize, samples: usize, iterations: usize) -> (Duration, Duration) {
     let config = Config::parse(&generated_policy(rules)).expect("the generated policy is valid");
     assert_eq!(config.rules.len(), rules);
     let policy = Policy::new(&config).expect("the generated policy compiles");
@@ -71,10 +73,22 @@ pub fn policy_evaluation(rules: usize, samples: usize, iterations: usize) -> Dur
     let now = Instant::now();
     let decision = policy.evaluate(TARGET_TOOL, &mut state, now);
     assert!(decision.is_allowed(), "{decision:?}");
-    median(samples, iterations, || {
+    // More names than the session remembers, so every one is judged from scratch.
+    let names: Vec<String> = (0..4 * DECIDING_CACHE_NAMES)
+        .map(|k| format!("bench_target_{k}"))
+        .collect();
+    let mut next = 0;
+    let first_sight = median(samples, iterations, || {
+        let name = &names[next % names.len()];
+        next += 1;
+        let decision = policy.evaluate(black_box(name), &mut state, now);
+        black_box(decision.is_allowed());
+    });
+    let repeated = median(samples, iterations, || {
         let decision = policy.evaluate(black_box(TARGET_TOOL), &mut state, now);
         black_box(decision.is_allowed());
-    })
+    });
+    (first_sight, repeated)
 }
 
 /// A typical `tools/call` line, as a client sends it (without its newline).

@@ -16,14 +16,23 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// takes few reads, small enough to be a rounding error in memory.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// How much of each end of an over-long line is kept, so that its request id can still be read
+/// and answered: clients write the id near the start (the Python SDK) or the end (the TS SDK).
+pub const EDGE_BYTES: usize = 4096;
+
 /// What the reader produced next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// One line, always ending in a single `\n` (a CRLF ending is turned into `\n`, and a last
     /// line without a newline at the end of input gets one), so it can be forwarded as it is.
     Line(&'a [u8]),
-    /// A line longer than the limit was read and thrown away; `len` counts its bytes.
-    TooLong { len: usize },
+    /// A line longer than the limit was read and thrown away; `len` counts its bytes, `head`
+    /// and `tail` are its first and last [`EDGE_BYTES`] (without the line ending).
+    TooLong {
+        len: usize,
+        head: &'a [u8],
+        tail: &'a [u8],
+    },
     /// The input is closed.
     Eof,
 }
@@ -40,6 +49,9 @@ pub struct LineReader<R> {
     searched: usize,
     /// Bytes of an over-long line thrown away so far; `Some` while skipping to its end.
     discarding: Option<usize>,
+    /// The first and last bytes of the over-long line being (or last) thrown away.
+    head: Vec<u8>,
+    tail: Vec<u8>,
     eof: bool,
 }
 
@@ -68,6 +80,8 @@ impl<R> LineReader<R> {
             end: 0,
             searched: 0,
             discarding: None,
+            head: Vec::new(),
+            tail: Vec::new(),
             eof: false,
         }
     }
@@ -96,16 +110,18 @@ impl<R> LineReader<R> {
             let line_start = self.start;
             self.start = newline + 1;
             self.searched = 0;
-            if let Some(dropped) = self.discarding.take() {
-                return Some(Span::TooLong {
-                    len: dropped + (newline - line_start),
-                });
-            }
             let mut content_end = newline;
             if content_end > line_start && self.buf[content_end - 1] == b'\r' {
                 content_end -= 1;
             }
+            if let Some(dropped) = self.discarding.take() {
+                self.keep_tail(line_start, content_end);
+                return Some(Span::TooLong {
+                    len: dropped + (newline - line_start),
+                });
+            }
             if content_end - line_start > self.max_line {
+                self.keep_edges(line_start, content_end);
                 return Some(Span::TooLong {
                     len: content_end - line_start,
                 });
@@ -125,7 +141,16 @@ impl<R> LineReader<R> {
         // A line still open past the limit (plus room for a CR) is dropped as it arrives.
         let pending = self.end - self.start;
         if pending > self.max_line + 1 {
-            *self.discarding.get_or_insert(0) += pending;
+            match &mut self.discarding {
+                Some(dropped) => {
+                    *dropped += pending;
+                    self.keep_tail(self.start, self.end);
+                }
+                None => {
+                    self.discarding = Some(pending);
+                    self.keep_edges(self.start, self.end);
+                }
+            }
             self.start = self.end;
             self.searched = 0;
         }
@@ -135,7 +160,11 @@ impl<R> LineReader<R> {
     fn frame(&self, span: Span) -> Frame<'_> {
         match span {
             Span::Line { start, end } => Frame::Line(&self.buf[start..end]),
-            Span::TooLong { len } => Frame::TooLong { len },
+            Span::TooLong { len } => Frame::TooLong {
+                len,
+                head: &self.head,
+                tail: &self.tail,
+            },
             Span::Eof => Frame::Eof,
         }
     }
@@ -147,12 +176,14 @@ impl<R> LineReader<R> {
         self.start = self.end;
         self.searched = 0;
         if let Some(dropped) = self.discarding.take() {
+            self.keep_tail(line_start, self.end);
             return Span::TooLong { len: dropped + len };
         }
         if len == 0 {
             return Span::Eof;
         }
         if len > self.max_line {
+            self.keep_edges(line_start, self.end);
             return Span::TooLong { len };
         }
         if self.end == self.buf.len() {
@@ -165,6 +196,24 @@ impl<R> LineReader<R> {
         Span::Line {
             start: line_start,
             end: self.end,
+        }
+    }
+
+    /// Starts the edges of an over-long line with `buf[from..to]`, its first bytes.
+    fn keep_edges(&mut self, from: usize, to: usize) {
+        self.head.clear();
+        self.head
+            .extend_from_slice(&self.buf[from..to.min(from + EDGE_BYTES)]);
+        self.tail.clear();
+        self.keep_tail(from, to);
+    }
+
+    /// Adds `buf[from..to]`, the next bytes of an over-long line, to the tail kept of it.
+    fn keep_tail(&mut self, from: usize, to: usize) {
+        let from = from.max(to.saturating_sub(EDGE_BYTES));
+        self.tail.extend_from_slice(&self.buf[from..to]);
+        if self.tail.len() > EDGE_BYTES {
+            self.tail.drain(..self.tail.len() - EDGE_BYTES);
         }
     }
 
@@ -235,7 +284,7 @@ mod tests {
         loop {
             match reader.next_frame().await.unwrap() {
                 Frame::Line(line) => out.push(Ok(line.to_vec())),
-                Frame::TooLong { len } => out.push(Err(len)),
+                Frame::TooLong { len, .. } => out.push(Err(len)),
                 Frame::Eof => break,
             }
         }
@@ -271,7 +320,7 @@ mod tests {
         loop {
             match reader.read_frame().unwrap() {
                 Frame::Line(line) => out.push(Ok(line.to_vec())),
-                Frame::TooLong { len } => out.push(Err(len)),
+                Frame::TooLong { len, .. } => out.push(Err(len)),
                 Frame::Eof => break,
             }
         }

@@ -318,6 +318,59 @@ pub fn request_protocol_version(params: Option<&[u8]>) -> Option<Cow<'_, str>> {
         .and_then(json::as_str)
 }
 
+/// The request id of a line too long to be read whole, from its first and last bytes: a
+/// top-level `"id"` member whose value is complete within `head`, or one that closes the object
+/// at the end of `tail`. The line itself is never forwarded, so a wrong guess could only
+/// misaddress an error; `None` when neither end shows an id.
+pub fn id_at_edges(head: &[u8], tail: &[u8]) -> Option<RequestId> {
+    id_at_start(head).or_else(|| id_at_end(tail))
+}
+
+fn id_at_start(head: &[u8]) -> Option<RequestId> {
+    let (_, value) = json::members(head).find(|(key, _)| key == "id")?;
+    // The value must end inside `head`, not be cut off by it (`12` of `1234`).
+    if span_of(head, value).end >= head.len() {
+        return None;
+    }
+    RequestId::from_json(value)
+}
+
+fn id_at_end(tail: &[u8]) -> Option<RequestId> {
+    let rest = tail.trim_ascii_end().strip_suffix(b"}")?.trim_ascii_end();
+    let value_start = if rest.ends_with(b"\"") {
+        // The opening quote: the nearest one before the last that no backslash escapes.
+        let mut end = rest.len() - 1;
+        loop {
+            let quote = rest[..end].iter().rposition(|&b| b == b'"')?;
+            let backslashes = rest[..quote]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count();
+            if backslashes % 2 == 0 {
+                break quote;
+            }
+            end = quote;
+        }
+    } else {
+        rest.iter()
+            .rposition(|&b| !(b.is_ascii_digit() || b == b'-'))
+            .map_or(0, |p| p + 1)
+    };
+    let value = &rest[value_start..];
+    let before = rest[..value_start]
+        .trim_ascii_end()
+        .strip_suffix(b":")?
+        .trim_ascii_end()
+        .strip_suffix(b"\"id\"")?
+        .trim_ascii_end();
+    if !(before.ends_with(b",") || before.ends_with(b"{")) {
+        return None;
+    }
+    json::validate(value).ok()?;
+    RequestId::from_json(value)
+}
+
 /// Where `inner` sits inside `outer`; `inner` must be a sub-slice of `outer`.
 pub fn span_of(outer: &[u8], inner: &[u8]) -> std::ops::Range<usize> {
     let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
@@ -490,6 +543,53 @@ mod tests {
             request_protocol_version(params).as_deref(),
             Some("2026-07-28")
         );
+    }
+
+    #[test]
+    fn reads_the_id_of_an_over_long_line_from_either_end() {
+        let pad = "x".repeat(100);
+        let cases: &[(&str, &str, Option<RequestId>)] = &[
+            // The Python SDK writes the id first, the TS SDK last.
+            (
+                r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"a":""#,
+                "",
+                Some(RequestId::Small(7)),
+            ),
+            (
+                "",
+                r#"xx"}},"jsonrpc":"2.0","id":"req-9"}"#,
+                Some(RequestId::Str("req-9".into())),
+            ),
+            (
+                "",
+                "xx\"}} , \"id\" : -3 }\r",
+                Some(RequestId::Int("-3".into())),
+            ),
+            (
+                "",
+                r#"x\"}},"id":"a\"b"}"#,
+                Some(RequestId::Str("a\"b".into())),
+            ),
+            // Cut off in the middle of the id: not read.
+            (r#"{"jsonrpc":"2.0","id":12"#, "", None),
+            // An "id" deeper down is not the request's.
+            ("", r#"x","arguments":{"id":5}}}"#, None),
+            (r#"{"params":{"id":5,"#, r#"xx"}}"#, None),
+            ("", r#"x"}},"id":1.5}"#, None),
+            ("", "no id here", None),
+        ];
+        for (head, tail, expected) in cases {
+            let head = if head.is_empty() {
+                format!("{{\"params\":\"{pad}")
+            } else {
+                head.to_string()
+            };
+            assert_eq!(
+                &id_at_edges(head.as_bytes(), tail.as_bytes()),
+                expected,
+                "{head} ... {tail}"
+            );
+        }
     }
 
     #[test]

@@ -222,12 +222,20 @@ impl Pump {
             }
             let line = match reader.read_frame() {
                 Ok(Frame::Line(line)) => line,
-                Ok(Frame::TooLong { len }) => {
-                    warn!(
+                Ok(Frame::TooLong { len, head, tail }) => {
+                    let mut answers = Vec::new();
+                    lock(&self.session).on_client_too_long(
                         len,
-                        max_line = self.max_line,
-                        "dropped a client message longer than the limit (max_line_bytes)"
+                        head,
+                        tail,
+                        self.max_line,
+                        &mut answers,
                     );
+                    for answer in answers {
+                        if let Out::Client(line) = answer {
+                            self.send_to_client(&mut to_client, Some(&line));
+                        }
+                    }
                     continue;
                 }
                 Ok(Frame::Eof) => break,
@@ -344,12 +352,23 @@ impl Pump {
             }
             let line = match reader.read_frame() {
                 Ok(Frame::Line(line)) => line,
-                Ok(Frame::TooLong { len }) => {
-                    warn!(
+                Ok(Frame::TooLong { len, head, tail }) => {
+                    let mut answers = Vec::new();
+                    lock(&self.session).on_child_too_long(
                         len,
-                        max_line = self.max_line,
-                        "dropped a server message longer than the limit (max_line_bytes)"
+                        head,
+                        tail,
+                        self.max_line,
+                        &mut answers,
                     );
+                    for answer in answers {
+                        if let Out::Client(line) = answer
+                            && client_open
+                        {
+                            client_open = self.finish_large(&mut large)
+                                && self.send_to_client(&mut to_client, Some(&line));
+                        }
+                    }
                     continue;
                 }
                 Ok(Frame::Eof) => break,

@@ -656,6 +656,67 @@ impl Session {
         Some(message::splice_line(content, tools, &array))
     }
 
+    /// A client line over the length limit was thrown away. If its id can be read at either end,
+    /// the request is answered, so the client does not wait for an answer that cannot come.
+    pub fn on_client_too_long(
+        &self,
+        len: usize,
+        head: &[u8],
+        tail: &[u8],
+        limit: usize,
+        out: &mut Vec<Out<'_>>,
+    ) {
+        let Some(id) = message::id_at_edges(head, tail) else {
+            warn!(
+                len,
+                limit, "dropped a client message longer than the limit (max_line_bytes)"
+            );
+            return;
+        };
+        warn!(%id, len, limit, "refused a client message longer than the limit (max_line_bytes)");
+        out.push(Out::Client(Cow::Owned(refusal::error(
+            Some(&id),
+            refusal::INVALID_REQUEST,
+            &format!(
+                "Invalid Request: the message is {len} bytes, over the proxy's limit of {limit} \
+                 (max_line_bytes); it was not forwarded"
+            ),
+            None,
+        ))));
+    }
+
+    /// A server line over the length limit was thrown away. If it answered a request the client
+    /// is waiting for, that request gets an error instead.
+    pub fn on_child_too_long(
+        &mut self,
+        len: usize,
+        head: &[u8],
+        tail: &[u8],
+        limit: usize,
+        out: &mut Vec<Out<'_>>,
+    ) {
+        let waiting = message::id_at_edges(head, tail)
+            .and_then(|id| self.pending.remove(&id).map(|pending| (id, pending)));
+        let Some((id, pending)) = waiting else {
+            warn!(
+                len,
+                limit, "dropped a server message longer than the limit (max_line_bytes)"
+            );
+            return;
+        };
+        warn!(%id, len, limit, "dropped a server answer longer than the limit (max_line_bytes)");
+        let error = refusal::error(
+            Some(&id),
+            refusal::INTERNAL_ERROR,
+            &format!(
+                "the MCP server's answer was {len} bytes, over the proxy's limit of {limit} \
+                 (max_line_bytes); it was not passed on"
+            ),
+            None,
+        );
+        self.deliver(&pending, Cow::Owned(error), out);
+    }
+
     /// The child has exited: every request still waiting on it gets an error, so the client
     /// never hangs.
     pub fn on_child_exit(&mut self, how: &str) -> Vec<Vec<u8>> {

@@ -129,19 +129,67 @@ fn ambiguous_or_malformed_lines_never_reach_the_server() {
 }
 
 #[test]
-fn an_over_long_line_is_discarded_whole() {
+fn an_over_long_line_is_discarded_whole_and_its_request_answered() {
     let mut proxy = Proxy::start(POLICY);
     proxy.initialize();
+    let pad = "x".repeat(5000);
     // The tail of the long line is itself a complete denied call: it must not survive as a line.
     let tail = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"valkey_write"}}"#;
-    let long = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}{tail}\n",
-        "x".repeat(5000)
-    );
-    let answers = send_then_ping(&mut proxy, long.as_bytes());
-    assert!(answers.is_empty(), "{answers:?}");
+    // The id first, as the Python SDK writes it; then last, as the TS SDK does; then nowhere.
+    let lines = [
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{pad}"}}}}{tail}"#
+            ),
+            Some(json!(1)),
+        ),
+        (
+            format!(
+                r#"{{"method":"ping","params":{{"pad":"{pad}"}},"jsonrpc":"2.0","id":"ts-3"}}"#
+            ),
+            Some(json!("ts-3")),
+        ),
+        (
+            format!(r#"{{"method":"ping","params":{{"pad":"{pad}"}}}}"#),
+            None,
+        ),
+    ];
+    for (line, id) in lines {
+        let answers = send_then_ping(&mut proxy, format!("{line}\n").as_bytes());
+        match id {
+            Some(id) => {
+                assert_eq!(answers.len(), 1, "{answers:?}");
+                assert_eq!(answers[0]["id"], id);
+                assert_eq!(answers[0]["error"]["code"], -32600);
+                let message = answers[0]["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains("over the proxy's limit of 4096"),
+                    "{message}"
+                );
+            }
+            None => assert!(answers.is_empty(), "{answers:?}"),
+        }
+    }
     assert_eq!(writes_reached(&proxy), 0);
+    // Only the handshake and the pings reached the server.
+    assert!(proxy.fixture_received().iter().all(|l| !l.contains(&pad)));
     assert!(proxy.stderr_has("longer than the limit"));
+}
+
+#[test]
+fn a_server_answer_over_the_limit_becomes_an_error_instead_of_a_hang() {
+    let mut proxy = Proxy::start(POLICY);
+    proxy.initialize();
+    let answer = proxy.call(8, "big", json!({"bytes": 10_000}));
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("over the proxy's limit of 4096"),
+        "{message}"
+    );
+    // The session goes on.
+    let answer = proxy.call(9, "big", json!({"bytes": 100}));
+    assert_eq!(result_text(&answer).len(), 100);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! threads use) and async input ([`LineReader::next_frame`]); only the read differs.
 
 use std::io::{self, Read};
+use std::ops::Range;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -53,6 +54,8 @@ pub struct LineReader<R> {
     head: Vec<u8>,
     tail: Vec<u8>,
     eof: bool,
+    /// Where the line last returned lies in `buf`, until the buffer changes.
+    last_line: Option<Range<usize>>,
 }
 
 /// Where the next frame lies in the buffer.
@@ -83,7 +86,28 @@ impl<R> LineReader<R> {
             head: Vec::new(),
             tail: Vec::new(),
             eof: false,
+            last_line: None,
         }
+    }
+
+    /// Gives away the buffer that holds the line just returned, with the line's place in it,
+    /// so the line can be written without being copied; `spare` becomes the buffer, and the
+    /// bytes read after the line (less than one read) are moved into it. Returns `None`, and
+    /// leaves `spare` alone, unless the last frame returned was a line.
+    ///
+    /// A buffer passed in as `spare` is best one that came out of here: its length is kept,
+    /// so the reader does not zero it again as it fills it.
+    pub fn take_line(&mut self, spare: &mut Vec<u8>) -> Option<(Vec<u8>, Range<usize>)> {
+        let line = self.last_line.take()?;
+        let pending = self.end - self.start;
+        if spare.len() < pending {
+            spare.resize(pending, 0);
+        }
+        spare[..pending].copy_from_slice(&self.buf[self.start..self.end]);
+        let full = std::mem::replace(&mut self.buf, std::mem::take(spare));
+        self.start = 0;
+        self.end = pending;
+        Some((full, line))
     }
 
     /// Whether the next frame can be returned without reading: a whole line (or the end of
@@ -105,6 +129,7 @@ impl<R> LineReader<R> {
 
     /// The next frame from what is buffered, or `None` when more input is needed.
     fn next_buffered(&mut self) -> Option<Span> {
+        self.last_line = None;
         if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start + self.searched..self.end]) {
             let newline = self.start + self.searched + pos;
             let line_start = self.start;
@@ -128,6 +153,7 @@ impl<R> LineReader<R> {
             }
             // A CRLF ending becomes LF in place, so the line and its ending stay one slice.
             self.buf[content_end] = b'\n';
+            self.last_line = Some(line_start..content_end + 1);
             return Some(Span::Line {
                 start: line_start,
                 end: content_end + 1,
@@ -193,6 +219,7 @@ impl<R> LineReader<R> {
         }
         self.end += 1;
         self.start = self.end;
+        self.last_line = Some(line_start..self.end);
         Span::Line {
             start: line_start,
             end: self.end,
@@ -219,6 +246,7 @@ impl<R> LineReader<R> {
 
     /// Makes room for the next read, moving unread bytes to the front or growing the buffer.
     fn make_room(&mut self) {
+        self.last_line = None;
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -378,6 +406,34 @@ mod tests {
         assert_eq!(reader.read_frame().unwrap(), Frame::Line(b"thr\n"));
         assert!(reader.has_frame_buffered(), "the end of input is known");
         assert_eq!(reader.read_frame().unwrap(), Frame::Eof);
+    }
+
+    #[test]
+    fn a_line_can_be_taken_with_its_buffer() {
+        let mut reader = LineReader::new(
+            Chunked {
+                data: b"one\r\ntwo\nthree\nfo",
+                chunk: 1024,
+            },
+            100,
+        );
+        let mut spare = Vec::new();
+        assert_eq!(reader.take_line(&mut spare), None, "no line returned yet");
+        assert_eq!(reader.read_frame().unwrap(), Frame::Line(b"one\n"));
+        let (buffer, line) = reader.take_line(&mut spare).unwrap();
+        assert_eq!(&buffer[line], b"one\n");
+        assert_eq!(reader.take_line(&mut spare), None, "taken already");
+        // The reader goes on with what it had read after the line, in the spare buffer.
+        assert_eq!(reader.read_frame().unwrap(), Frame::Line(b"two\n"));
+        let mut spare = buffer;
+        let (buffer, line) = reader.take_line(&mut spare).unwrap();
+        assert_eq!(&buffer[line], b"two\n");
+        assert_eq!(reader.read_frame().unwrap(), Frame::Line(b"three\n"));
+        assert_eq!(reader.read_frame().unwrap(), Frame::Line(b"fo\n"));
+        let (buffer, line) = reader.take_line(&mut spare).unwrap();
+        assert_eq!(&buffer[line], b"fo\n");
+        assert_eq!(reader.read_frame().unwrap(), Frame::Eof);
+        assert_eq!(reader.take_line(&mut spare), None, "no line at the end");
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@
 //! input and signals, and shuts the child down the way the MCP stdio transport asks: close its
 //! input, wait, SIGTERM, wait, SIGKILL.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
+use std::ops::Range;
 use std::os::fd::AsFd as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -380,6 +382,23 @@ impl Pump {
             let mut judged = recycle(std::mem::take(&mut outs));
             let checked = Checked::check(line);
             lock(&self.session).on_checked_child_line(checked, &mut judged);
+            // A large line forwarded as it was read goes to the writing thread in the reader's
+            // own buffer, not copied.
+            let whole_line = match judged.as_slice() {
+                [Out::Client(Cow::Borrowed(out))] => {
+                    out.as_ptr() == line.as_ptr() && out.len() == line.len()
+                }
+                _ => false,
+            };
+            if whole_line && line.len() >= LARGE_LINE && client_open && large.is_some() {
+                outs = recycle(judged);
+                client_open =
+                    self.finish_large(&mut large) && self.send_to_client(&mut to_client, None);
+                if client_open && let Some(handoff) = &mut large {
+                    handoff.hand_over_read(&mut reader);
+                }
+                continue;
+            }
             for out in judged.drain(..) {
                 let Out::Client(line) = out else { continue };
                 // Once the client is gone, keep reading so the child never blocks on a full
@@ -431,9 +450,11 @@ const LARGE_LINE: usize = 1024 * 1024;
 /// next message from the child while the client takes this one: a large result then crosses
 /// the proxy in overlapping stages, as through a byte relay, instead of read, then write. It
 /// holds at most one line, and the pump waits for it before writing anything else, so the
-/// order of lines holds. The line is copied into a buffer that comes back for the next one.
+/// order of lines holds. A line forwarded as it was read travels in the reader's buffer, and
+/// the reader goes on in the buffer that came back from the line before (any other line is
+/// copied into that buffer): two buffers take turns, and nothing is copied.
 struct Handoff {
-    lines: std::sync::mpsc::SyncSender<Vec<u8>>,
+    lines: std::sync::mpsc::SyncSender<(Vec<u8>, Range<usize>)>,
     written: std::sync::mpsc::Receiver<(Vec<u8>, bool)>,
     spare: Vec<u8>,
     busy: bool,
@@ -442,14 +463,14 @@ struct Handoff {
 
 impl Handoff {
     fn start(writer: Arc<ClientWriter>) -> io::Result<Handoff> {
-        let (lines, to_write) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (lines, to_write) = std::sync::mpsc::sync_channel::<(Vec<u8>, Range<usize>)>(1);
         let (done, written) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("large-writer".into())
             .spawn(move || {
-                for line in to_write {
-                    let ok = writer.write_lines(&line).is_ok();
-                    if done.send((line, ok)).is_err() {
+                for (buffer, line) in to_write {
+                    let ok = writer.write_lines(&buffer[line]).is_ok();
+                    if done.send((buffer, ok)).is_err() {
                         break;
                     }
                 }
@@ -463,11 +484,29 @@ impl Handoff {
         })
     }
 
+    /// Hands over a copy of `line`.
     fn hand_over(&mut self, line: &[u8]) {
         let mut buffer = std::mem::take(&mut self.spare);
         buffer.clear();
         buffer.extend_from_slice(line);
-        match self.lines.send(buffer) {
+        let len = buffer.len();
+        self.send(buffer, 0..len);
+    }
+
+    /// Hands over the line `reader` just returned, in the reader's buffer (see
+    /// [`LineReader::take_line`]).
+    fn hand_over_read<R>(&mut self, reader: &mut LineReader<R>) {
+        match reader.take_line(&mut self.spare) {
+            Some((buffer, line)) => self.send(buffer, line),
+            None => {
+                warn!("the large line to write was no longer in the reader's buffer");
+                self.ok = false;
+            }
+        }
+    }
+
+    fn send(&mut self, buffer: Vec<u8>, line: Range<usize>) {
+        match self.lines.send((buffer, line)) {
             Ok(()) => self.busy = true,
             Err(_) => self.ok = false,
         }

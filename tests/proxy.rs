@@ -432,3 +432,28 @@ fn a_command_that_cannot_start_is_reported() {
         proxy.stderr()
     );
 }
+
+#[test]
+fn large_results_arrive_whole_and_in_order_among_small_ones() {
+    // Results of 1 MiB and more are written from a thread of their own, in the buffer they were
+    // read into; small answers in between must keep their place.
+    let mut proxy = Proxy::start(POLICY);
+    proxy.initialize();
+    let sizes = [3 << 20, 1 << 20, 100, (2 << 20) + 7, 5, 1 << 20];
+    let mut requests = Vec::new();
+    for (i, &bytes) in sizes.iter().enumerate() {
+        let call = json!({"jsonrpc":"2.0","id":i + 1,"method":"tools/call",
+            "params":{"name":"big","arguments":{"bytes":bytes}}});
+        requests.extend(serde_json::to_vec(&call).unwrap());
+        requests.push(b'\n');
+    }
+    proxy.send_raw(&requests);
+    for (i, &bytes) in sizes.iter().enumerate() {
+        let answer = proxy.recv();
+        assert_eq!(answer["id"], i + 1, "answers keep their order");
+        assert_eq!(result_text(&answer).len(), bytes, "answer {}", i + 1);
+    }
+    // The session goes on.
+    let answer = proxy.call(99, "big", json!({"bytes": 10}));
+    assert_eq!(result_text(&answer).len(), 10);
+}

@@ -161,13 +161,23 @@ fn imitated_key(key: &str, known: &'static [&'static str]) -> Option<&'static st
     if known.contains(&key) {
         return None;
     }
+    // The protocol keys are ASCII, so an ASCII key is compared as it is, with no allocation;
+    // only a key with other characters (the long s, the Kelvin sign) needs folding first.
     let trimmed = key.trim_end_matches('\0');
-    let folded: String = trimmed
-        .chars()
-        .map(|c| if c == '\u{17f}' { 's' } else { c })
-        .flat_map(char::to_lowercase)
-        .collect();
-    known.iter().find(|k| k.to_lowercase() == folded).copied()
+    let folded: Cow<'_, str> = if trimmed.is_ascii() {
+        Cow::Borrowed(trimmed)
+    } else {
+        trimmed
+            .chars()
+            .map(|c| if c == '\u{17f}' { 's' } else { c })
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+            .into()
+    };
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(&folded))
+        .copied()
 }
 
 /// Refuses an object whose keys imitate protocol keys.
@@ -299,22 +309,15 @@ pub fn tool_name(params: Option<&[u8]>) -> Option<Cow<'_, str>> {
         .and_then(json::as_str)
 }
 
-/// `params._meta.progressToken` of a request, as an id-like value.
-pub fn progress_token(params: Option<&[u8]>) -> Option<RequestId> {
-    meta_progress_token(params.and_then(|p| json::get(p, "_meta")))
-}
-
 /// `progressToken` in a request's `params._meta` (see [`Message::Request`]'s `meta`).
-pub fn meta_progress_token(meta: Option<&[u8]>) -> Option<RequestId> {
+pub fn progress_token(meta: Option<&[u8]>) -> Option<RequestId> {
     meta.and_then(|m| json::get(m, "progressToken"))
         .and_then(RequestId::from_json)
 }
 
-/// The 2026-07-28 protocol version a request names in its own `_meta`, if any.
-pub fn request_protocol_version(params: Option<&[u8]>) -> Option<Cow<'_, str>> {
-    params
-        .and_then(|p| json::get(p, "_meta"))
-        .and_then(|m| json::get(m, "io.modelcontextprotocol/protocolVersion"))
+/// The 2026-07-28 protocol version a request names in its own `params._meta`, if any.
+pub fn request_protocol_version(meta: Option<&[u8]>) -> Option<Cow<'_, str>> {
+    meta.and_then(|m| json::get(m, "io.modelcontextprotocol/protocolVersion"))
         .and_then(json::as_str)
 }
 
@@ -534,13 +537,13 @@ mod tests {
     fn reads_tool_name_progress_token_and_version() {
         let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"valkey_\u0077rite","_meta":{"progressToken":"p1","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
         json::validate(line).unwrap();
-        let Ok(Message::Request { params, .. }) = classify(line) else {
+        let Ok(Message::Request { params, meta, .. }) = classify(line) else {
             panic!("not a request")
         };
         assert_eq!(tool_name(params).as_deref(), Some("valkey_write"));
-        assert_eq!(progress_token(params), Some(RequestId::Str("p1".into())));
+        assert_eq!(progress_token(meta), Some(RequestId::Str("p1".into())));
         assert_eq!(
-            request_protocol_version(params).as_deref(),
+            request_protocol_version(meta).as_deref(),
             Some("2026-07-28")
         );
     }

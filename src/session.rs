@@ -223,7 +223,7 @@ impl Session {
                     ))));
                     return;
                 }
-                if method == "tools/call" && !self.judge(Some(&id), params, now, out) {
+                if method == "tools/call" && !self.judge(Some(&id), params, meta, now, out) {
                     return;
                 }
                 let purpose = match method.as_ref() {
@@ -234,9 +234,13 @@ impl Session {
                 };
                 self.forward_request(id, purpose, meta, line, out);
             }
-            Message::Notification { method, params, .. } => {
+            Message::Notification {
+                method,
+                params,
+                meta,
+            } => {
                 let forward = match method.as_ref() {
-                    "tools/call" => self.judge(None, params, now, out),
+                    "tools/call" => self.judge(None, params, meta, now, out),
                     "notifications/cancelled" => {
                         let target = params
                             .and_then(|p| json::get(p, "requestId"))
@@ -387,6 +391,7 @@ impl Session {
         &mut self,
         id: Option<&RequestId>,
         params: Option<&[u8]>,
+        meta: Option<&[u8]>,
         now: Instant,
         out: &mut Vec<Out<'_>>,
     ) -> bool {
@@ -437,7 +442,7 @@ impl Session {
                 } else {
                     self.violation
                 };
-                let modern = message::request_protocol_version(params).is_some()
+                let modern = message::request_protocol_version(meta).is_some()
                     || self.protocol_version.as_deref() == Some(MODERN_PROTOCOL);
                 out.push(Out::Client(Cow::Owned(refusal::policy_refusal(
                     id, &tool, &decision, style, modern,
@@ -459,7 +464,7 @@ impl Session {
             out.push(Out::Client(Cow::Owned(child_gone_error(&id))));
             return;
         }
-        let progress_token = message::meta_progress_token(meta);
+        let progress_token = message::progress_token(meta);
         if let Some(token) = &progress_token {
             self.progress.insert(token.clone(), id.clone());
         }

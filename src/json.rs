@@ -118,7 +118,8 @@ impl JsonError {
     }
 }
 
-/// Checks that `line` is exactly one strict JSON value (RFC 8259) with no ambiguity.
+/// Checks that `line` is exactly one strict JSON value (RFC 8259) with no ambiguity, and
+/// returns where the members of a top-level object lie (see [`Outline`]).
 ///
 /// On top of the RFC grammar it requires: valid UTF-8 without a byte-order mark; no CR byte
 /// anywhere (the caller strips a CRLF ending first) and no LF byte; only spaces and tabs as
@@ -127,35 +128,133 @@ impl JsonError {
 /// fraction or exponent whose f64 value is infinite (integers of any size are accepted, since
 /// the proxy forwards the original text); nesting at most [`MAX_DEPTH`].
 ///
-/// Cost: one `str::from_utf8` over the line, then one pass in which strings are scanned 64
-/// bytes at a time with SIMD compares. Nothing is allocated per value: keys without escapes are
-/// borrowed from the line, only escaped keys are decoded into a `String`, and only objects with
-/// more than 16 keys build a set.
-pub fn validate(line: &[u8]) -> Result<(), JsonError> {
+/// Cost: one pass, in which strings are scanned 64 bytes at a time with SIMD compares. Outside
+/// strings the grammar admits only ASCII, so only strings can hold other bytes; a block with
+/// one marks its string for a UTF-8 check from there to the closing quote, so ASCII text is
+/// read once. Nothing is allocated per value: keys without escapes are borrowed from the line,
+/// only escaped keys are decoded into a `String`, and only objects with more than 16 keys
+/// build a set.
+pub fn validate(line: &[u8]) -> Result<Outline, JsonError> {
     if line.starts_with(b"\xEF\xBB\xBF") {
         return Err(JsonError::Bom { offset: 0 });
     }
-    let text = std::str::from_utf8(line).map_err(|e| JsonError::InvalidUtf8 {
-        offset: e.valid_up_to(),
-    })?;
     let mut validator = Validator {
-        text,
         bytes: line,
         pos: 0,
         keys: reuse(KEYS.take()),
+        outline: Outline::default(),
     };
     let result = validator.document();
-    let keys = validator.keys;
+    let Validator { keys, outline, .. } = validator;
     if keys.capacity() <= KEEP_KEYS {
         KEYS.set(reuse(keys));
     }
-    result
+    match result {
+        Ok(()) => Ok(outline),
+        // Invalid UTF-8 anywhere in the line is the error to report, wherever the grammar
+        // failed first (outside strings, a non-ASCII byte is a grammar error).
+        Err(err) => Err(match std::str::from_utf8(line) {
+            Err(utf8) => JsonError::InvalidUtf8 {
+                offset: utf8.valid_up_to(),
+            },
+            Ok(_) => err,
+        }),
+    }
+}
+
+/// Top-level members recorded by [`validate`]; an object with more falls back to a walk.
+/// JSON-RPC envelopes have at most five.
+const OUTLINE_MEMBERS: usize = 6;
+
+/// Where the members of a validated line's top-level object lie, as [`validate`] found them,
+/// so that reading the envelope costs nothing in the length of the line: a response carrying an
+/// 8 MiB result is not walked a second time to find its `id`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outline {
+    spans: [MemberSpan; OUTLINE_MEMBERS],
+    len: usize,
+    /// The line is an object and every member of it is in `spans`.
+    complete: bool,
+}
+
+/// Offsets are `u32` to keep the outline small; a longer line is not outlined.
+#[derive(Debug, Clone, Copy, Default)]
+struct MemberSpan {
+    /// From the key's opening quote to just after its closing quote.
+    key: (u32, u32),
+    escaped: bool,
+    value: (u32, u32),
+}
+
+impl Outline {
+    /// Records a member: its key from the opening quote to after the closing one, and its
+    /// value.
+    fn record(&mut self, key: (usize, usize), escaped: bool, value: (usize, usize)) {
+        let offset = |at: usize| u32::try_from(at).ok();
+        let span = (|| {
+            Some(MemberSpan {
+                key: (offset(key.0)?, offset(key.1)?),
+                escaped,
+                value: (offset(value.0)?, offset(value.1)?),
+            })
+        })();
+        match (self.spans.get_mut(self.len), span) {
+            (Some(slot), Some(span)) => {
+                *slot = span;
+                self.len += 1;
+            }
+            _ => self.complete = false,
+        }
+    }
+
+    /// The members of the top-level object of `line`, the line [`validate`] returned this
+    /// outline for, as [`members`] would yield them.
+    pub fn members<'o, 'a>(&'o self, line: &'a [u8]) -> OutlineMembers<'o, 'a> {
+        if self.complete {
+            OutlineMembers(Walk::Recorded {
+                line,
+                spans: self.spans[..self.len].iter(),
+            })
+        } else {
+            OutlineMembers(Walk::Walked(members(line)))
+        }
+    }
+}
+
+/// Iterator over the top-level members of a validated line; see [`Outline::members`].
+#[derive(Debug, Clone)]
+pub struct OutlineMembers<'o, 'a>(Walk<'o, 'a>);
+
+#[derive(Debug, Clone)]
+enum Walk<'o, 'a> {
+    Recorded {
+        line: &'a [u8],
+        spans: std::slice::Iter<'o, MemberSpan>,
+    },
+    Walked(Members<'a>),
+}
+
+impl<'a> Iterator for OutlineMembers<'_, 'a> {
+    type Item = (Cow<'a, str>, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            Walk::Recorded { line, spans } => {
+                let span = spans.next()?;
+                let at = |offset: u32| offset as usize;
+                let key = line.get(at(span.key.0) + 1..at(span.key.1) - 1)?;
+                let value = line.get(at(span.value.0)..at(span.value.1))?;
+                Some((decode(key, span.escaped)?, value))
+            }
+            Walk::Walked(members) => members.next(),
+        }
+    }
 }
 
 thread_local! {
     /// The key buffer of [`validate`], kept between calls on the same thread, so that
     /// validating a message allocates nothing.
-    static KEYS: std::cell::Cell<Vec<Cow<'static, str>>> = const { std::cell::Cell::new(Vec::new()) };
+    static KEYS: std::cell::Cell<Vec<Cow<'static, [u8]>>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// A key buffer larger than this (from one message with very many keys) is not kept.
@@ -163,20 +262,21 @@ const KEEP_KEYS: usize = 1024;
 
 /// An empty vector with the allocation of `keys` but none of its borrows. (Collecting a mapped
 /// `vec::IntoIter` into a vector of a type with the same layout reuses the allocation.)
-fn reuse<'b>(mut keys: Vec<Cow<'_, str>>) -> Vec<Cow<'b, str>> {
+fn reuse<'b>(mut keys: Vec<Cow<'_, [u8]>>) -> Vec<Cow<'b, [u8]>> {
     keys.clear();
     keys.into_iter().map(|_| unreachable!("cleared")).collect()
 }
 
 /// The recursive-descent state of one [`validate`] call.
 struct Validator<'a> {
-    /// The line, known to be UTF-8; `bytes` is the same memory.
-    text: &'a str,
     bytes: &'a [u8],
     pos: usize,
     /// The keys of every object still open, innermost last: one buffer for the whole call.
     /// An object pushes its keys after its parent's and truncates them away when it closes.
-    keys: Vec<Cow<'a, str>>,
+    /// Keys are compared as bytes: decoded keys are UTF-8, so equal bytes are equal text.
+    keys: Vec<Cow<'a, [u8]>>,
+    /// The top-level object's members so far.
+    outline: Outline,
 }
 
 impl<'a> Validator<'a> {
@@ -188,6 +288,7 @@ impl<'a> Validator<'a> {
                 offset: self.bytes.len(),
             });
         }
+        self.outline.complete = self.peek() == Some(b'{');
         self.value(0)?;
         self.skip_ws()?;
         if self.pos < self.bytes.len() {
@@ -258,13 +359,15 @@ impl<'a> Validator<'a> {
         }
         let base = self.keys.len();
         // Taken over from the linear scan once the object has more than LINEAR_SCAN_KEYS keys.
-        let mut set: Option<HashSet<Cow<'a, str>>> = None;
+        let mut set: Option<HashSet<Cow<'a, [u8]>>> = None;
         loop {
             if self.peek() != Some(b'"') {
                 return Err(self.expected("a string key"));
             }
             let key_at = self.pos;
             let key = self.key()?;
+            let key_end = self.pos;
+            let escaped = matches!(key, Cow::Owned(_));
             self.check_duplicate(key, key_at, base, &mut set)?;
             self.skip_ws()?;
             if self.peek() != Some(b':') {
@@ -272,7 +375,12 @@ impl<'a> Validator<'a> {
             }
             self.pos += 1;
             self.skip_ws()?;
+            let value_at = self.pos;
             self.value(depth)?;
+            if depth == 1 {
+                self.outline
+                    .record((key_at, key_end), escaped, (value_at, self.pos));
+            }
             self.skip_ws()?;
             match self.peek() {
                 Some(b',') => {
@@ -292,13 +400,13 @@ impl<'a> Validator<'a> {
 
     fn check_duplicate(
         &mut self,
-        key: Cow<'a, str>,
+        key: Cow<'a, [u8]>,
         key_at: usize,
         base: usize,
-        set: &mut Option<HashSet<Cow<'a, str>>>,
+        set: &mut Option<HashSet<Cow<'a, [u8]>>>,
     ) -> Result<(), JsonError> {
-        let duplicate = |key: &str| JsonError::DuplicateKey {
-            key: shorten(key),
+        let duplicate = |key: &[u8]| JsonError::DuplicateKey {
+            key: shorten(&String::from_utf8_lossy(key)),
             offset: key_at,
         };
         match set {
@@ -347,17 +455,16 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A key: borrowed from the line when it has no escapes, decoded otherwise.
-    fn key(&mut self) -> Result<Cow<'a, str>, JsonError> {
+    /// A key (its UTF-8): borrowed from the line when it has no escapes, decoded otherwise.
+    fn key(&mut self) -> Result<Cow<'a, [u8]>, JsonError> {
         let start = self.pos;
         let escaped = self.string()?;
-        // Both ends are ASCII quotes, so these are char boundaries.
-        let raw = &self.text[start + 1..self.pos - 1];
+        let raw = &self.bytes[start + 1..self.pos - 1];
         if !escaped {
             return Ok(Cow::Borrowed(raw));
         }
-        unescape(raw.as_bytes())
-            .map(Cow::Owned)
+        unescape(raw)
+            .map(|key| Cow::Owned(key.into_bytes()))
             .ok_or(JsonError::InvalidEscape { offset: start })
     }
 
@@ -366,11 +473,25 @@ impl<'a> Validator<'a> {
         let start = self.pos;
         let mut pos = start + 1;
         let mut escaped = false;
+        // Where the first block with a non-ASCII byte was scanned from: the start of the
+        // string's content or the end of an escape, so a character boundary.
+        let mut non_ascii_from = None;
         loop {
-            pos += find_special(&self.bytes[pos..]);
+            let (found, non_ascii) = find_special_noting_non_ascii(&self.bytes[pos..]);
+            if non_ascii && non_ascii_from.is_none() {
+                non_ascii_from = Some(pos);
+            }
+            pos += found;
             match self.bytes.get(pos) {
                 None => return Err(JsonError::UnterminatedString { offset: start }),
                 Some(b'"') => {
+                    if let Some(from) = non_ascii_from
+                        && let Err(e) = std::str::from_utf8(&self.bytes[from..pos])
+                    {
+                        return Err(JsonError::InvalidUtf8 {
+                            offset: from + e.valid_up_to(),
+                        });
+                    }
                     self.pos = pos + 1;
                     return Ok(escaped);
                 }
@@ -482,7 +603,11 @@ impl<'a> Validator<'a> {
                 .saturating_add(exponent)
                 > 308
         {
-            let value: f64 = self.text[start..pos].parse().map_err(|_| invalid)?;
+            // The grammar above admits only ASCII here.
+            let value: f64 = std::str::from_utf8(&bytes[start..pos])
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or(invalid)?;
             if value.is_infinite() {
                 return Err(JsonError::NumberOutOfRange { offset: start });
             }
@@ -555,6 +680,37 @@ fn find_special(bytes: &[u8]) -> usize {
             .iter()
             .position(|&byte| is_special(byte))
             .unwrap_or(rest.len())
+}
+
+/// [`find_special`], also telling whether a block it read (the bytes up to the special byte,
+/// and possibly some after it in the same 64-byte block) holds a byte above 0x7F.
+#[inline]
+fn find_special_noting_non_ascii(bytes: &[u8]) -> (usize, bool) {
+    let mut offset = 0;
+    let mut non_ascii = false;
+    let mut blocks = bytes.chunks_exact(64);
+    for block in &mut blocks {
+        let mut hit = false;
+        let mut high = 0;
+        for &byte in block {
+            hit |= is_special(byte);
+            high |= byte;
+        }
+        non_ascii |= high >= 0x80;
+        if hit {
+            let found = block.iter().position(|&b| is_special(b)).unwrap_or(64);
+            return (offset + found, non_ascii);
+        }
+        offset += 64;
+    }
+    for &byte in blocks.remainder() {
+        if is_special(byte) {
+            break;
+        }
+        non_ascii |= byte >= 0x80;
+        offset += 1;
+    }
+    (offset, non_ascii)
 }
 
 #[inline(always)]
@@ -898,6 +1054,11 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`validate`]'s verdict without the outline.
+    fn check(line: &[u8]) -> Result<(), JsonError> {
+        validate(line).map(drop)
+    }
     use proptest::prelude::*;
     use serde_json::{Map, Value};
 
@@ -906,7 +1067,7 @@ mod tests {
     #[track_caller]
     fn rejects(input: &[u8], expected: JsonError) {
         assert_eq!(
-            validate(input),
+            check(input),
             Err(expected),
             "input {:?}",
             String::from_utf8_lossy(input)
@@ -939,7 +1100,7 @@ mod tests {
         let too_deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         let too_deep_objects = r#"{"a":"#.repeat(MAX_DEPTH + 1) + "1" + &"}".repeat(MAX_DEPTH + 1);
         let deepest_at = r#"{"a":"#.len() * MAX_DEPTH;
-        assert_eq!(validate(deep_ok.as_bytes()), Ok(()));
+        assert_eq!(check(deep_ok.as_bytes()), Ok(()));
         let big_object_dup = {
             let members: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
             format!(r#"{{{},"k7":0}}"#, members.join(","))
@@ -1116,7 +1277,7 @@ mod tests {
         ];
         for input in cases {
             assert_eq!(
-                validate(input),
+                check(input),
                 Ok(()),
                 "input {:?}",
                 String::from_utf8_lossy(input)
@@ -1207,7 +1368,7 @@ mod tests {
     fn duplicate_key_in_error_is_shortened() {
         let key = "x".repeat(1000);
         let line = format!(r#"{{"{key}":1,"{key}":2}}"#);
-        let Err(JsonError::DuplicateKey { key: quoted, .. }) = validate(line.as_bytes()) else {
+        let Err(JsonError::DuplicateKey { key: quoted, .. }) = check(line.as_bytes()) else {
             panic!("duplicate accepted");
         };
         assert_eq!(quoted, "x".repeat(KEY_IN_ERROR_CHARS) + "…");
@@ -1215,8 +1376,8 @@ mod tests {
 
     #[test]
     fn error_offsets() {
-        assert_eq!(validate(b"[1,]").unwrap_err().offset(), 3);
-        assert_eq!(validate(br#"{"a":1,"a":2}"#).unwrap_err().offset(), 7);
+        assert_eq!(check(b"[1,]").unwrap_err().offset(), 3);
+        assert_eq!(check(br#"{"a":1,"a":2}"#).unwrap_err().offset(), 7);
     }
 
     #[test]
@@ -1245,7 +1406,7 @@ mod tests {
     #[test]
     fn accessors_read_a_message() {
         let line = br#" {"jsonrpc":"2.0", "id" : 7,"method":"tools/call","params":{"name":"valkey_\u0077rite","arguments":{"command":"SET","args":["k","v\n"],"nested":{"}":"]"}}},"m\u00e9ta":[1, [2,{"a":[]}], "x,y"]} "#;
-        validate(line).unwrap();
+        check(line).unwrap();
         assert_eq!(kind(line), Kind::Object);
         let keys: Vec<String> = members(line).map(|(k, _)| k.into_owned()).collect();
         assert_eq!(keys, ["jsonrpc", "id", "method", "params", "méta"]);
@@ -1402,8 +1563,15 @@ mod tests {
         let _ = get(input, "a");
         let verdict = validate(input);
         let last_wins = serde_json::from_slice::<Value>(input);
+        let utf8 = std::str::from_utf8(input);
         match verdict {
-            Ok(()) => {
+            Ok(outline) => {
+                assert!(utf8.is_ok(), "validate accepted invalid UTF-8");
+                assert!(
+                    outline.members(input).eq(members(input)),
+                    "the outline's members differ from a walk's: {:?}",
+                    String::from_utf8_lossy(input)
+                );
                 let last_wins = last_wins.expect("serde_json reads what validate accepted");
                 let first_wins = serde_json::from_slice::<FirstWins>(input)
                     .expect("serde_json reads what validate accepted");
@@ -1416,6 +1584,17 @@ mod tests {
                 assert!(!input.contains(&b'\r'));
             }
             Err(error) => {
+                // Invalid UTF-8 is reported first, wherever it is, at the offset std finds.
+                if let Err(e) = utf8
+                    && !input.starts_with(b"\xEF\xBB\xBF")
+                {
+                    assert_eq!(
+                        error,
+                        JsonError::InvalidUtf8 {
+                            offset: e.valid_up_to()
+                        }
+                    );
+                }
                 if last_wins.is_ok() {
                     assert!(
                         matches!(
@@ -1525,7 +1704,7 @@ mod tests {
                     out.into_bytes()
                 },
             ] {
-                prop_assert_eq!(validate(&text), Ok(()), "{}", String::from_utf8_lossy(&text));
+                prop_assert_eq!(check(&text), Ok(()), "{}", String::from_utf8_lossy(&text));
                 // serde_json's default float parsing is not always exact, so compare with its
                 // own reading of the text rather than with `value`.
                 let expected: Value = serde_json::from_slice(&text).unwrap();
@@ -1590,7 +1769,7 @@ mod tests {
             for _ in 0..nest {
                 text = format!(r#"{{"k1":1,"x":[0,{text}],"k2":2}}"#);
             }
-            let verdict = validate(text.as_bytes());
+            let verdict = check(text.as_bytes());
             if duplicate.is_some() {
                 let is_duplicate = matches!(verdict, Err(JsonError::DuplicateKey { .. }));
                 prop_assert!(is_duplicate, "{:?}", verdict);
@@ -1600,12 +1779,47 @@ mod tests {
             }
         }
 
+        /// Long strings of mixed text, crossing the 64-byte blocks of the scan, with a byte
+        /// that may break the UTF-8 anywhere: the verdict on the encoding is std's.
+        #[test]
+        fn utf8_is_checked_in_strings_of_any_length(
+            pieces in prop::collection::vec(prop::sample::select(vec![
+                "a", "hello ", "é", "€", "😀", "\\n", "\\u00e9", "\\\"", "0123456789abcdef",
+            ]), 0..80),
+            broken in prop::option::of((any::<prop::sample::Index>(), prop::sample::select(vec![
+                0x80u8, 0xbf, 0xc0, 0xc3, 0xe2, 0xed, 0xf0, 0xf4, 0xf8, 0xff,
+            ]))),
+            as_key in any::<bool>(),
+        ) {
+            let text: String = pieces.concat();
+            let mut line = if as_key {
+                format!(r#"{{"id":1,"{text}":2}}"#).into_bytes()
+            } else {
+                format!(r#"{{"id":1,"text":"{text}"}}"#).into_bytes()
+            };
+            if let Some((at, byte)) = broken
+                && !text.is_empty()
+            {
+                // Inside the string: after the opening quote, before the closing one.
+                let open = if as_key { 9 } else { 16 };
+                line[open + at.index(text.len())] = byte;
+            }
+            let verdict = check(&line);
+            match std::str::from_utf8(&line) {
+                // A replaced byte may also break an escape.
+                Ok(_) if broken.is_some() => {}
+                Ok(_) => prop_assert_eq!(verdict, Ok(())),
+                Err(e) => prop_assert_eq!(verdict, Err(JsonError::InvalidUtf8 { offset: e.valid_up_to() })),
+            }
+            check_no_ambiguity(&line);
+        }
+
         #[test]
         fn write_str_agrees_with_serde_json(s in arb_string()) {
             let mut out = Vec::new();
             write_str(&mut out, &s);
             prop_assert_eq!(&out, &serde_json::to_vec(&s).unwrap());
-            prop_assert_eq!(validate(&out), Ok(()));
+            prop_assert_eq!(check(&out), Ok(()));
             let decoded = as_str(&out);
             prop_assert_eq!(decoded.as_deref(), Some(s.as_str()));
         }
@@ -1628,7 +1842,7 @@ mod tests {
                 start.elapsed().as_secs_f64() / f64::from(rounds)
             };
             let megabytes = line.len() as f64 / 1e6;
-            let ours = time(&|| validate(std::hint::black_box(line)).unwrap());
+            let ours = time(&|| check(std::hint::black_box(line)).unwrap());
             let serde = time(&|| {
                 std::hint::black_box(serde_json::from_slice::<Value>(line).unwrap());
             });

@@ -211,10 +211,13 @@ fn check_params(params: &[u8]) -> Result<Option<&[u8]>, String> {
     Ok(meta)
 }
 
-/// Reads the envelope members of a validated object.
-pub fn envelope(object: &[u8]) -> Result<Envelope<'_>, String> {
+/// Reads the envelope from the members of a validated object ([`json::members`], or
+/// [`json::Outline::members`]).
+pub fn envelope<'a>(
+    members: impl Iterator<Item = (Cow<'a, str>, &'a [u8])>,
+) -> Result<Envelope<'a>, String> {
     let mut env = Envelope::default();
-    for (key, value) in json::members(object) {
+    for (key, value) in members {
         let slot = match key.as_ref() {
             "jsonrpc" => &mut env.jsonrpc,
             "id" => &mut env.id,
@@ -238,7 +241,22 @@ pub fn envelope(object: &[u8]) -> Result<Envelope<'_>, String> {
 
 /// Classifies a validated JSON object as a JSON-RPC message.
 pub fn classify(object: &[u8]) -> Result<Message<'_>, Invalid> {
-    let env = envelope(object).map_err(|reason| Invalid::new(None, reason))?;
+    classify_members(json::members(object))
+}
+
+/// [`classify`] for a line with the outline [`json::validate`] returned for it, which saves
+/// walking the line again.
+pub fn classify_outlined<'a>(
+    line: &'a [u8],
+    outline: &json::Outline,
+) -> Result<Message<'a>, Invalid> {
+    classify_members(outline.members(line))
+}
+
+fn classify_members<'a>(
+    members: impl Iterator<Item = (Cow<'a, str>, &'a [u8])>,
+) -> Result<Message<'a>, Invalid> {
+    let env = envelope(members).map_err(|reason| Invalid::new(None, reason))?;
     let id = match env.id {
         None => None,
         Some(raw) => match RequestId::from_json(raw) {
@@ -599,7 +617,7 @@ mod tests {
     fn splice_replaces_one_value_and_keeps_the_rest() {
         let line = br#"{"jsonrpc":"2.0","id":"x-1","method":"roots/list"}"#;
         json::validate(line).unwrap();
-        let env = envelope(line).unwrap();
+        let env = envelope(json::members(line)).unwrap();
         let out = splice_line(line, env.id.unwrap(), b"42");
         assert_eq!(
             out,

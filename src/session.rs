@@ -71,14 +71,15 @@ struct Batch {
 /// the session without its validation.
 pub struct Checked<'a> {
     line: &'a [u8],
-    valid: Result<(), json::JsonError>,
+    /// The verdict, with the outline of the line's members when it is valid.
+    valid: Result<json::Outline, json::JsonError>,
 }
 
 impl<'a> Checked<'a> {
     pub fn check(line: &'a [u8]) -> Checked<'a> {
         let content = &line[..line.len() - 1];
         let valid = if content.is_empty() {
-            Ok(())
+            Ok(json::Outline::default())
         } else {
             json::validate(content)
         };
@@ -150,12 +151,17 @@ impl Session {
         if content.is_empty() {
             return;
         }
-        if let Err(err) = valid {
-            self.answer_unreadable(content, &err.to_string(), out);
-            return;
-        }
+        let outline = match valid {
+            Ok(outline) => outline,
+            Err(err) => {
+                self.answer_unreadable(content, &err.to_string(), out);
+                return;
+            }
+        };
         match json::kind(content) {
-            Kind::Object => self.on_client_object(content, Cow::Borrowed(line), now, out),
+            Kind::Object => {
+                self.on_client_object(content, &outline, Cow::Borrowed(line), now, out);
+            }
             Kind::Array => self.on_client_batch(content, now, out),
             other => warn!(kind = ?other, "dropped a client message that is not a JSON object"),
         }
@@ -186,11 +192,12 @@ impl Session {
     fn on_client_object<'a>(
         &mut self,
         content: &'a [u8],
+        outline: &json::Outline,
         line: Cow<'a, [u8]>,
         now: Instant,
         out: &mut Vec<Out<'a>>,
     ) {
-        let message = match message::classify(content) {
+        let message = match message::classify_outlined(content, outline) {
             Ok(message) => message,
             Err(invalid) => {
                 match &invalid.id {
@@ -309,7 +316,8 @@ impl Session {
             line.extend_from_slice(element);
             line.push(b'\n');
             let mut element_out = Vec::new();
-            self.on_client_object(element, Cow::Owned(line), now, &mut element_out);
+            let walk = json::Outline::default();
+            self.on_client_object(element, &walk, Cow::Owned(line), now, &mut element_out);
             for o in element_out {
                 match o {
                     Out::Client(answer) => answers.push(without_newline(answer.into_owned())),
@@ -517,12 +525,15 @@ impl Session {
         if content.is_empty() {
             return;
         }
-        if let Err(err) = valid {
-            warn!("dropped server output that is not strict JSON: {err}");
-            return;
-        }
+        let outline = match valid {
+            Ok(outline) => outline,
+            Err(err) => {
+                warn!("dropped server output that is not strict JSON: {err}");
+                return;
+            }
+        };
         match json::kind(content) {
-            Kind::Object => self.on_child_object(content, Cow::Borrowed(line), out),
+            Kind::Object => self.on_child_object(content, &outline, Cow::Borrowed(line), out),
             Kind::Array if self.protocol_version.as_deref() == Some(BATCH_PROTOCOL) => {
                 // A 2025-03-26 server may batch; its messages go on one at a time.
                 for element in json::elements(content) {
@@ -533,7 +544,8 @@ impl Session {
                     let mut line = Vec::with_capacity(element.len() + 1);
                     line.extend_from_slice(element);
                     line.push(b'\n');
-                    self.on_child_object(element, Cow::Owned(line), out);
+                    let walk = json::Outline::default();
+                    self.on_child_object(element, &walk, Cow::Owned(line), out);
                 }
             }
             _ => warn!("dropped server output that is not a single JSON-RPC message object"),
@@ -543,10 +555,11 @@ impl Session {
     fn on_child_object<'a>(
         &mut self,
         content: &'a [u8],
+        outline: &json::Outline,
         line: Cow<'a, [u8]>,
         out: &mut Vec<Out<'a>>,
     ) {
-        let message = match message::classify(content) {
+        let message = match message::classify_outlined(content, outline) {
             Ok(message) => message,
             Err(invalid) => {
                 warn!("dropped an invalid server message: {}", invalid.reason);
@@ -590,7 +603,7 @@ impl Session {
                 let proxy_id = self.next_server_request;
                 self.next_server_request += 1;
                 self.server_requests.insert(proxy_id, id);
-                let env = message::envelope(content).expect("classified above");
+                let env = message::envelope(outline.members(content)).expect("classified above");
                 let id_raw = env.id.expect("a request has an id");
                 let line = message::splice_line(content, id_raw, proxy_id.to_string().as_bytes());
                 out.push(Out::Client(Cow::Owned(line)));

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
     } else {
         SMOKE
     };
-    // For profiling one part: `--only latency|pipelined|large|micro`, `--rounds N`.
+    // For profiling some parts: `--only latency,pipelined,large,micro` (any of them), `--rounds N`.
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         plan.rounds = rounds;
     }
     if let Some(only) = value("--only") {
-        let keep = |phase: &str| only == phase;
+        let keep = |phase: &str| only.split(',').any(|p| p == phase);
         if !keep("latency") {
             plan.latency_calls = 0;
         }
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
         if !keep("micro") {
             plan.micro_samples = 0;
         }
-        if keep("micro") {
+        if only == "micro" {
             plan.rounds = 0;
         }
     }

@@ -106,8 +106,8 @@ pub fn result_line(bytes: usize) -> Vec<u8> {
 /// What the proxy does with a line before forwarding its original bytes: strict validation,
 /// then classification (and, for a call, reading the tool's name).
 pub fn strict(line: &[u8]) {
-    json::validate(line).expect("a valid line");
-    match message::classify(line).expect("a valid message") {
+    let outline = json::validate(line).expect("a valid line");
+    match message::classify_outlined(line, &outline).expect("a valid message") {
         Message::Request { params, .. } => {
             black_box(message::tool_name(params));
         }

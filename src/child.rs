@@ -87,35 +87,14 @@ pub fn spawn(command: &ChildCommand) -> std::io::Result<Spawned> {
             .expect("stdout is piped")
             .into_owned_fd()?,
     );
-    grow_pipe(&stdout);
+    // A large result then crosses in a sixteenth of the reads and wake-ups that the default
+    // 64 KiB needs.
+    stdout.grow();
     Ok(Spawned {
         child,
         stdin,
         stdout,
     })
-}
-
-/// The capacity asked for the child's stdout pipe: the largest an unprivileged process may set
-/// by default (`/proc/sys/fs/pipe-max-size`). A large result then crosses in a sixteenth of the
-/// reads and wake-ups that the default 64 KiB needs.
-const CHILD_STDOUT_PIPE_BYTES: libc::c_int = 1024 * 1024;
-
-/// Grows the pipe, as far as the system allows; the default size works too, only slower.
-fn grow_pipe(pipe: &Pipe) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
-        // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; it has no memory effects.
-        unsafe {
-            libc::fcntl(
-                pipe.as_fd().as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                CHILD_STDOUT_PIPE_BYTES,
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = pipe;
 }
 
 /// Sends `signal` to the child, if it is still there to receive it.

@@ -12,6 +12,11 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+/// The capacity [`Pipe::grow`] asks for: the largest an unprivileged process may set by default
+/// (`/proc/sys/fs/pipe-max-size`).
+#[cfg(target_os = "linux")]
+const PIPE_BYTES: libc::c_int = 1024 * 1024;
+
 /// A blocking stream end: stdin, stdout, or one end of a pipe.
 #[derive(Debug)]
 pub struct Pipe {
@@ -28,6 +33,24 @@ impl Pipe {
     /// A duplicate of the proxy's stdin (or stdout): the original stays open and untouched.
     pub fn duplicate(fd: BorrowedFd<'_>) -> io::Result<Pipe> {
         fd.try_clone_to_owned().map(Pipe::new)
+    }
+
+    /// Grows the buffer of a pipe to [`PIPE_BYTES`] unless it is that large already, as far as
+    /// the system allows. Anything else (a socket, a terminal, a file) is left alone, and so is
+    /// a pipe the system will not grow: the default size works too, only slower.
+    pub fn grow(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let fd = self.file.as_raw_fd();
+            // SAFETY: F_GETPIPE_SZ and F_SETPIPE_SZ on a descriptor we own take and return plain
+            // integers; on anything but a pipe they fail with EBADF and change nothing.
+            unsafe {
+                let size = libc::fcntl(fd, libc::F_GETPIPE_SZ);
+                if (0..PIPE_BYTES).contains(&size) {
+                    libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES);
+                }
+            }
+        }
     }
 
     /// Waits until the descriptor is ready for `events` (`POLLIN` or `POLLOUT`).

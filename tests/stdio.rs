@@ -168,3 +168,56 @@ fn set_nonblocking(file: &File) -> i32 {
         flags
     }
 }
+
+fn pipe_size(file: &File) -> i32 {
+    // SAFETY: F_GETPIPE_SZ on a descriptor we own.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETPIPE_SZ) }
+}
+
+/// A stdout pipe of the default 64 KiB is grown to 1 MiB, so a large result crosses in fewer
+/// writes, reads and wake-ups; one already larger is left as large. Either way the session
+/// works as before.
+#[test]
+fn a_stdout_pipe_is_grown_and_never_shrunk() {
+    const MIB: i32 = 1024 * 1024;
+    // A pipe larger than 1 MiB needs CAP_SYS_RESOURCE; without it, only growing is checked.
+    let larger = {
+        let (read_end, _write_end) = pipe();
+        // SAFETY: F_SETPIPE_SZ on a descriptor we own.
+        unsafe { libc::fcntl(read_end.as_raw_fd(), libc::F_SETPIPE_SZ, 4 * MIB) >= 4 * MIB }
+    };
+    let mut cases = vec![(None, MIB)];
+    if larger {
+        cases.push((Some(4 * MIB), 4 * MIB));
+    }
+    for (set, expected) in cases {
+        let dir = TempDir::new();
+        let (read_end, write_end) = pipe();
+        if let Some(size) = set {
+            // SAFETY: F_SETPIPE_SZ on a descriptor we own.
+            assert!(unsafe { libc::fcntl(read_end.as_raw_fd(), libc::F_SETPIPE_SZ, size) } >= size);
+        }
+        assert!(pipe_size(&read_end) < MIB || set.is_some());
+        let mut child = proxy_command(&dir)
+            .stdin(Stdio::piped())
+            .stdout(write_end)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(SESSION.as_bytes()).unwrap();
+        let mut reader = BufReader::new(read_end);
+        let mut text = String::new();
+        for _ in 0..4 {
+            reader.read_line(&mut text).unwrap();
+        }
+        assert_eq!(
+            pipe_size(reader.get_ref()),
+            expected,
+            "set to {set:?} before"
+        );
+        drop(stdin);
+        let status = wait_exit(&mut child);
+        assert!(status.success(), "{status}");
+        check_answers(&text);
+    }
+}

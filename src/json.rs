@@ -477,7 +477,7 @@ impl<'a> Validator<'a> {
         // string's content or the end of an escape, so a character boundary.
         let mut non_ascii_from = None;
         loop {
-            let (found, non_ascii) = find_special_noting_non_ascii(&self.bytes[pos..]);
+            let (found, non_ascii) = scan(&self.bytes[pos..]);
             if non_ascii && non_ascii_from.is_none() {
                 non_ascii_from = Some(pos);
             }
@@ -654,41 +654,41 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The position of the first `"`, `\` or control byte (< 0x20) in `bytes`, or `bytes.len()`.
-///
-/// Strings are most of the bytes of a large message, so this is the hot loop of [`validate`] and
-/// of the accessors. Each 64-byte block is tested with a branch-free reduction that the compiler
-/// turns into SIMD compares (SSE2 on every x86-64, NEON on aarch64) without `unsafe` or target
-/// features: about four times the speed of the word-at-a-time (SWAR) scan it replaced. A block
-/// with a hit is searched byte by byte, once.
 #[inline]
 fn find_special(bytes: &[u8]) -> usize {
-    let mut offset = 0;
-    let mut blocks = bytes.chunks_exact(64);
-    for block in &mut blocks {
-        let mut hit = false;
-        for &byte in block {
-            hit |= is_special(byte);
-        }
-        if hit {
-            return offset + block.iter().position(|&b| is_special(b)).unwrap_or(64);
-        }
-        offset += 64;
-    }
-    let rest = blocks.remainder();
-    offset
-        + rest
-            .iter()
-            .position(|&byte| is_special(byte))
-            .unwrap_or(rest.len())
+    scan(bytes).0
 }
 
-/// [`find_special`], also telling whether a block it read (the bytes up to the special byte,
-/// and possibly some after it in the same 64-byte block) holds a byte above 0x7F.
+/// The position of the first `"`, `\` or control byte (< 0x20) in `bytes` (or `bytes.len()`),
+/// and whether a byte above 0x7F comes before it. The flag may also be set by such a byte after
+/// it in the same 64-byte block; that only makes the UTF-8 check start earlier.
+///
+/// Strings are most of the bytes of a message, so this is the hot loop of [`validate`] and of
+/// the accessors. Most strings (keys, methods, names) end within 16 bytes, so the first 16 are
+/// tested a word at a time with the SWAR tricks of [`special_bits`]: no block set-up and no byte
+/// loop to find the hit. Past them, each 64-byte block is tested with a branch-free reduction
+/// that the compiler turns into SIMD compares (SSE2 on every x86-64, NEON on aarch64) without
+/// `unsafe` or target features, and a block with a hit is searched byte by byte, once.
 #[inline]
-fn find_special_noting_non_ascii(bytes: &[u8]) -> (usize, bool) {
+fn scan(bytes: &[u8]) -> (usize, bool) {
     let mut offset = 0;
-    let mut non_ascii = false;
-    let mut blocks = bytes.chunks_exact(64);
+    let mut high = 0;
+    while offset < SHORT_STRING {
+        let Some(word) = bytes.get(offset..offset + 8) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let special = special_bits(word);
+        if special != 0 {
+            let found = special.trailing_zeros() as usize / 8;
+            let before = word & HIGH_BITS & ((1 << (found * 8)) - 1);
+            return (offset + found, (high | before) != 0);
+        }
+        high |= word & HIGH_BITS;
+        offset += 8;
+    }
+    let mut non_ascii = high != 0;
+    let mut blocks = bytes[offset..].chunks_exact(64);
     for block in &mut blocks {
         let mut hit = false;
         let mut high = 0;
@@ -711,6 +711,24 @@ fn find_special_noting_non_ascii(bytes: &[u8]) -> (usize, bool) {
         offset += 1;
     }
     (offset, non_ascii)
+}
+
+/// How many bytes [`scan`] tests a word at a time before it turns to 64-byte blocks.
+const SHORT_STRING: usize = 16;
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` (8 bytes in memory order, read little-endian) that is
+/// `"`, `\` or below 0x20, and possibly of bytes after the first such one (a borrow carries
+/// into the next byte only from a byte that matched), so the lowest bit set is exact. Each
+/// test is the classic "has a zero byte" or "has a byte below n" bit trick.
+#[inline(always)]
+fn special_bits(word: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(LOW_BITS) & !x;
+    let quote = zero(word ^ (LOW_BITS * u64::from(b'"')));
+    let backslash = zero(word ^ (LOW_BITS * u64::from(b'\\')));
+    let control = word.wrapping_sub(LOW_BITS * 0x20) & !word;
+    (quote | backslash | control) & HIGH_BITS
 }
 
 #[inline(always)]
@@ -1398,6 +1416,19 @@ mod tests {
                             .for_each(|b| *b = b'"');
                     }
                     assert_eq!(find_special(&bytes), at, "len {len} at {at} byte {special}");
+                    let high_before = bytes[..at].iter().any(|&b| b >= 0x80);
+                    let (found, non_ascii) = scan(&bytes);
+                    assert_eq!(found, at);
+                    assert!(
+                        non_ascii || !high_before,
+                        "len {len} at {at}: a high byte missed"
+                    );
+                    // Without any byte above 0x7F, never flagged.
+                    let ascii: Vec<u8> = bytes
+                        .iter()
+                        .map(|&b| if b >= 0x80 { b'a' } else { b })
+                        .collect();
+                    assert_eq!(scan(&ascii), (at, false), "len {len} at {at}, ASCII");
                 }
             }
         }

@@ -50,6 +50,8 @@ struct Plan {
     window: usize,
     large_calls: usize,
     large_window: usize,
+    /// The fewest large results in one burst.
+    large_burst: usize,
     large_bytes: usize,
     micro_samples: usize,
     /// Iterations per sample of the small micro-benchmarks (scaled down for large inputs).
@@ -65,6 +67,7 @@ const FULL: Plan = Plan {
     window: 64,
     large_calls: 120,
     large_window: 2,
+    large_burst: 24,
     large_bytes: 8 * MIB,
     micro_samples: 101,
     micro_iterations: 2000,
@@ -108,7 +111,8 @@ fn main() -> ExitCode {
     } else {
         SMOKE
     };
-    // For profiling some parts: `--only latency,pipelined,large,micro` (any of them), `--rounds N`.
+    // For profiling some parts: `--only latency,pipelined,large,micro` (any of them), `--rounds N`,
+    // `--large-calls N` (per round and set-up), `--large-burst N` (the fewest results a burst).
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -116,6 +120,9 @@ fn main() -> ExitCode {
     };
     if let Some(n) = value("--large-calls").and_then(|n| n.parse().ok()) {
         plan.large_calls = n;
+    }
+    if let Some(n) = value("--large-burst").and_then(|n| n.parse::<usize>().ok()) {
+        plan.large_burst = n.max(1);
     }
     if let Some(rounds) = value("--rounds").and_then(|n| n.parse().ok()) {
         plan.rounds = rounds;
@@ -245,11 +252,12 @@ fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3
                 // A short unmeasured warm-up: every set-up's buffers are grown once.
                 endpoints[k].large(plan.large_window, plan.large_window, plan.large_bytes)?;
             }
-            // At least 24 results (about 0.2 GB) a burst: the figure is for a steady stream,
-            // not its start. Shorter bursts measure how fast the kernel's scheduler spreads a
-            // set-up's busy threads over the CPUs after they were idle, which favours the relay's
-            // one thread a direction over the proxy's reader and writer.
-            let bursts = (plan.large_calls / 24).clamp(1, BURSTS);
+            // At least `large_burst` results a burst (24 by default, about 0.2 GB): the figure
+            // is for a steady stream, not its start. Shorter bursts measure how fast the
+            // kernel's scheduler spreads a set-up's busy threads over the CPUs after they were
+            // idle, which favours the relay's one thread a direction over the proxy's reader
+            // and writer.
+            let bursts = (plan.large_calls / plan.large_burst).clamp(1, BURSTS);
             for _ in 0..bursts {
                 for &k in &order {
                     let calls = plan.large_calls / bursts;

@@ -87,9 +87,6 @@ pub fn spawn(command: &ChildCommand) -> std::io::Result<Spawned> {
             .expect("stdout is piped")
             .into_owned_fd()?,
     );
-    // A large result then crosses in a sixteenth of the reads and wake-ups that the default
-    // 64 KiB needs.
-    stdout.grow();
     Ok(Spawned {
         child,
         stdin,

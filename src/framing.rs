@@ -90,6 +90,11 @@ impl<R> LineReader<R> {
         }
     }
 
+    /// The input the lines are read from.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Gives away the buffer that holds the line just returned, with the line's place in it,
     /// so the line can be written without being copied; `spare` becomes the buffer, and the
     /// bytes read after the line (less than one read) are moved into it. Returns `None`, and

@@ -17,26 +17,19 @@ pub struct ClientWriter {
 }
 
 struct Inner {
-    out: Box<dyn Write + Send>,
+    out: Pipe,
     /// Set by [`ClientWriter::close`]: nothing more may be written.
     closed: bool,
 }
 
 impl ClientWriter {
-    /// The proxy's own stdout. When it is a pipe, its buffer is grown (it stays as large if
-    /// it is larger): a large result then reaches the client in a sixteenth of the writes,
-    /// reads and wake-ups of the default 64 KiB, on both sides of the pipe.
+    /// The proxy's own stdout.
     pub fn stdout() -> io::Result<ClientWriter> {
         use std::os::fd::AsFd as _;
         let out = Pipe::duplicate(io::stdout().as_fd())?;
-        out.grow();
-        Ok(ClientWriter::new(Box::new(out)))
-    }
-
-    pub fn new(out: Box<dyn Write + Send>) -> ClientWriter {
-        ClientWriter {
+        Ok(ClientWriter {
             inner: Mutex::new(Inner { out, closed: false }),
-        }
+        })
     }
 
     /// Writes `lines`, one or more whole lines each ending in `\n`, blocking until they are
@@ -47,6 +40,9 @@ impl ClientWriter {
         if inner.closed {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        // When stdout is a pipe, the first large message grows it, so that it and the ones
+        // after it reach the client in a sixteenth of the writes, reads and wake-ups.
+        inner.out.grow_for(lines.len());
         inner.out.write_all(lines)?;
         inner.out.flush()
     }

@@ -13,20 +13,27 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// The capacity [`Pipe::grow`] asks for: the largest an unprivileged process may set by default
-/// (`/proc/sys/fs/pipe-max-size`).
+/// (`/proc/sys/fs/pipe-max-size`). A large result then crosses in a sixteenth of the reads,
+/// writes and wake-ups that the default 64 KiB needs.
 #[cfg(target_os = "linux")]
 const PIPE_BYTES: libc::c_int = 1024 * 1024;
+
+/// The default capacity of a Linux pipe: [`Pipe::grow_for`] grows a pipe for messages longer.
+const GROW_AFTER: usize = 64 * 1024;
 
 /// A blocking stream end: stdin, stdout, or one end of a pipe.
 #[derive(Debug)]
 pub struct Pipe {
     file: File,
+    /// Whether [`Pipe::grow_for`] has grown it (or tried to).
+    grown: bool,
 }
 
 impl Pipe {
     pub fn new(fd: OwnedFd) -> Pipe {
         Pipe {
             file: File::from(fd),
+            grown: false,
         }
     }
 
@@ -35,10 +42,21 @@ impl Pipe {
         fd.try_clone_to_owned().map(Pipe::new)
     }
 
+    /// Grows the pipe (see [`Pipe::grow`]) the first time a message of `len` bytes would not
+    /// fit a default pipe buffer. Pipe buffers count against a per-user limit
+    /// (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB by default; past it, the user's new pipes
+    /// get 8 KiB), so a session whose messages are all small keeps the default size.
+    pub fn grow_for(&mut self, len: usize) {
+        if len > GROW_AFTER && !self.grown {
+            self.grown = true;
+            self.grow();
+        }
+    }
+
     /// Grows the buffer of a pipe to [`PIPE_BYTES`] unless it is that large already, as far as
     /// the system allows. Anything else (a socket, a terminal, a file) is left alone, and so is
     /// a pipe the system will not grow: the default size works too, only slower.
-    pub fn grow(&self) {
+    fn grow(&self) {
         #[cfg(target_os = "linux")]
         {
             let fd = self.file.as_raw_fd();

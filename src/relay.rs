@@ -347,7 +347,11 @@ impl Pump {
         };
         let mut outs = Vec::new();
         let mut client_open = true;
+        // The length of the line read last, once it is no longer borrowed from the reader.
+        let mut last_len = 0;
         loop {
+            // The first large line grows the pipe, for the lines after it.
+            reader.get_mut().grow_for(last_len);
             if !to_client.is_empty() && !reader.has_frame_buffered() {
                 client_open =
                     self.finish_large(&mut large) && self.send_to_client(&mut to_client, None);
@@ -379,6 +383,7 @@ impl Pump {
                     break;
                 }
             };
+            last_len = line.len();
             let mut judged = recycle(std::mem::take(&mut outs));
             let checked = Checked::check(line);
             lock(&self.session).on_checked_child_line(checked, &mut judged);

@@ -174,12 +174,27 @@ fn pipe_size(file: &File) -> i32 {
     unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETPIPE_SZ) }
 }
 
-/// A stdout pipe of the default 64 KiB is grown to 1 MiB, so a large result crosses in fewer
-/// writes, reads and wake-ups; one already larger is left as large. Either way the session
-/// works as before.
+/// The size of the pipe a process's descriptor `fd` is, read through `/proc`.
+fn pipe_size_of(pid: u32, fd: u32) -> i32 {
+    let file = File::open(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    pipe_size(&file)
+}
+
+/// The proxy's child, the fixture server.
+fn child_of(pid: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    children.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Pipes keep their default 64 KiB while messages are small (pipe buffers count against a
+/// per-user limit); the first message over 64 KiB grows the stdout pipe to the client and the
+/// child's stdout pipe to 1 MiB, so later large results cross in fewer writes, reads and
+/// wake-ups. A stdout pipe already larger is never shrunk. Either way the session works as
+/// before.
 #[test]
-fn a_stdout_pipe_is_grown_and_never_shrunk() {
+fn pipes_grow_for_the_first_large_message_and_never_shrink() {
     const MIB: i32 = 1024 * 1024;
+    const BIG: &str = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"big","arguments":{"bytes":100000}}}"#;
     // A pipe larger than 1 MiB needs CAP_SYS_RESOURCE; without it, only growing is checked.
     let larger = {
         let (read_end, _write_end) = pipe();
@@ -197,7 +212,7 @@ fn a_stdout_pipe_is_grown_and_never_shrunk() {
             // SAFETY: F_SETPIPE_SZ on a descriptor we own.
             assert!(unsafe { libc::fcntl(read_end.as_raw_fd(), libc::F_SETPIPE_SZ, size) } >= size);
         }
-        assert!(pipe_size(&read_end) < MIB || set.is_some());
+        let before = pipe_size(&read_end);
         let mut child = proxy_command(&dir)
             .stdin(Stdio::piped())
             .stdout(write_end)
@@ -210,14 +225,46 @@ fn a_stdout_pipe_is_grown_and_never_shrunk() {
         for _ in 0..4 {
             reader.read_line(&mut text).unwrap();
         }
+        check_answers(&text);
+        let server = child_of(child.id());
+        assert_eq!(
+            pipe_size(reader.get_ref()),
+            before,
+            "small messages: stdout as it was"
+        );
+        assert_eq!(
+            pipe_size_of(server, 1),
+            64 * 1024,
+            "small messages: the server's stdout"
+        );
+
+        writeln!(stdin, "{BIG}").unwrap();
+        let mut answer = String::new();
+        reader.read_line(&mut answer).unwrap();
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["id"], 5);
+        assert!(
+            answer["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .len()
+                >= 100_000
+        );
         assert_eq!(
             pipe_size(reader.get_ref()),
             expected,
-            "set to {set:?} before"
+            "stdout set to {set:?} before"
         );
+        // The proxy grows the server's pipe once it is done with the line, perhaps just after
+        // the client has it.
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        while pipe_size_of(server, 1) != MIB && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(pipe_size_of(server, 1), MIB, "the server's stdout");
+
         drop(stdin);
         let status = wait_exit(&mut child);
         assert!(status.success(), "{status}");
-        check_answers(&text);
     }
 }

@@ -28,6 +28,13 @@ pub enum RequestId {
 impl RequestId {
     /// Reads an id from its JSON value; `None` unless it is a string or an integer.
     pub fn from_json(raw: &[u8]) -> Option<RequestId> {
+        // Most ids are small integers: up to 19 digits always fit a `u64`.
+        if (1..=19).contains(&raw.len()) && raw.iter().all(u8::is_ascii_digit) {
+            let n = raw
+                .iter()
+                .fold(0, |n: u64, digit| n * 10 + u64::from(digit - b'0'));
+            return Some(RequestId::Small(n));
+        }
         match json::kind(raw) {
             Kind::String => json::as_str(raw).map(|s| RequestId::Str(s.into())),
             Kind::Number if !raw.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) => {
@@ -89,13 +96,15 @@ pub enum Message<'a> {
         id: RequestId,
         method: Cow<'a, str>,
         params: Option<&'a [u8]>,
-        /// `params._meta`, found while the keys of `params` were checked, so that reading it
-        /// later costs no second walk over `params`.
+        /// `params.name` and `params._meta`, found while the keys of `params` were checked, so
+        /// that reading them later costs no second walk over `params`.
+        name: Option<&'a [u8]>,
         meta: Option<&'a [u8]>,
     },
     Notification {
         method: Cow<'a, str>,
         params: Option<&'a [u8]>,
+        name: Option<&'a [u8]>,
         meta: Option<&'a [u8]>,
     },
     Response {
@@ -192,23 +201,32 @@ fn check_keys(object: &[u8], known: &'static [&'static str], where_: &str) -> Re
     Ok(())
 }
 
-/// Refuses `params` if its keys imitate protocol keys, in one walk that also finds `_meta`, whose
-/// keys are checked too; returns `_meta`.
-fn check_params(params: &[u8]) -> Result<Option<&[u8]>, String> {
-    let mut meta = None;
+/// The members of `params` that the proxy reads, as raw JSON values.
+#[derive(Debug, Default, Clone, Copy)]
+struct ParamsRead<'a> {
+    name: Option<&'a [u8]>,
+    meta: Option<&'a [u8]>,
+}
+
+/// Refuses `params` if its keys imitate protocol keys, in one walk that also finds `name` and
+/// `_meta`, whose keys are checked too.
+fn check_params(params: &[u8]) -> Result<ParamsRead<'_>, String> {
+    let mut read = ParamsRead::default();
     for (key, value) in json::members(params) {
-        if key == "_meta" {
-            meta = Some(value);
+        if key == "name" {
+            read.name = Some(value);
+        } else if key == "_meta" {
+            read.meta = Some(value);
         } else if let Some(real) = imitated_key(&key, PARAMS_KEYS) {
             return Err(format!(
                 "params key {key:?} imitates the protocol key {real:?}; keys are case-sensitive"
             ));
         }
     }
-    if let Some(meta) = meta {
+    if let Some(meta) = read.meta {
         check_keys(meta, PARAMS_KEYS, "params._meta")?;
     }
-    Ok(meta)
+    Ok(read)
 }
 
 /// Reads the envelope from the members of a validated object ([`json::members`], or
@@ -279,23 +297,26 @@ fn classify_members<'a>(
         let Some(method) = json::as_str(raw_method) else {
             return Err(Invalid::new(id, "\"method\" must be a string"));
         };
-        let mut meta = None;
+        let mut read = ParamsRead::default();
         if let Some(params) = env.params {
             if json::kind(params) != Kind::Object {
                 return Err(Invalid::new(id, "\"params\" must be an object"));
             }
-            meta = check_params(params).map_err(|r| Invalid::new(id.clone(), r))?;
+            read = check_params(params).map_err(|r| Invalid::new(id.clone(), r))?;
         }
+        let ParamsRead { name, meta } = read;
         return Ok(match id {
             Some(id) => Message::Request {
                 id,
                 method,
                 params: env.params,
+                name,
                 meta,
             },
             None => Message::Notification {
                 method,
                 params: env.params,
+                name,
                 meta,
             },
         });
@@ -320,11 +341,9 @@ fn classify_members<'a>(
     }
 }
 
-/// The tool a `tools/call` names: `params.name` as a string.
-pub fn tool_name(params: Option<&[u8]>) -> Option<Cow<'_, str>> {
-    params
-        .and_then(|p| json::get(p, "name"))
-        .and_then(json::as_str)
+/// The tool a `tools/call` names: `params.name` (see [`Message::Request`]'s `name`) as a string.
+pub fn tool_name(name: Option<&[u8]>) -> Option<Cow<'_, str>> {
+    name.and_then(json::as_str)
 }
 
 /// `progressToken` in a request's `params._meta` (see [`Message::Request`]'s `meta`).
@@ -555,15 +574,42 @@ mod tests {
     fn reads_tool_name_progress_token_and_version() {
         let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"valkey_\u0077rite","_meta":{"progressToken":"p1","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
         json::validate(line).unwrap();
-        let Ok(Message::Request { params, meta, .. }) = classify(line) else {
+        let Ok(Message::Request { name, meta, .. }) = classify(line) else {
             panic!("not a request")
         };
-        assert_eq!(tool_name(params).as_deref(), Some("valkey_write"));
+        assert_eq!(tool_name(name).as_deref(), Some("valkey_write"));
         assert_eq!(progress_token(meta), Some(RequestId::Str("p1".into())));
         assert_eq!(
             request_protocol_version(meta).as_deref(),
             Some("2026-07-28")
         );
+    }
+
+    #[test]
+    fn ids_have_one_form_each() {
+        let cases: &[(&str, Option<RequestId>)] = &[
+            ("0", Some(RequestId::Small(0))),
+            ("-0", Some(RequestId::Small(0))),
+            ("7", Some(RequestId::Small(7))),
+            (
+                "9999999999999999999",
+                Some(RequestId::Small(9_999_999_999_999_999_999)),
+            ),
+            ("18446744073709551615", Some(RequestId::Small(u64::MAX))),
+            (
+                "18446744073709551616",
+                Some(RequestId::Int("18446744073709551616".into())),
+            ),
+            ("-3", Some(RequestId::Int("-3".into()))),
+            (r#""7""#, Some(RequestId::Str("7".into()))),
+            ("1.0", None),
+            ("1e3", None),
+            ("true", None),
+            ("null", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(&RequestId::from_json(raw.as_bytes()), expected, "{raw}");
+        }
     }
 
     #[test]

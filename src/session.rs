@@ -217,6 +217,7 @@ impl Session {
                 id,
                 method,
                 params,
+                name,
                 meta,
             } => {
                 if self.pending.contains_key(&id) {
@@ -230,7 +231,7 @@ impl Session {
                     ))));
                     return;
                 }
-                if method == "tools/call" && !self.judge(Some(&id), params, meta, now, out) {
+                if method == "tools/call" && !self.judge(Some(&id), params, name, meta, now, out) {
                     return;
                 }
                 let purpose = match method.as_ref() {
@@ -244,10 +245,11 @@ impl Session {
             Message::Notification {
                 method,
                 params,
+                name,
                 meta,
             } => {
                 let forward = match method.as_ref() {
-                    "tools/call" => self.judge(None, params, meta, now, out),
+                    "tools/call" => self.judge(None, params, name, meta, now, out),
                     "notifications/cancelled" => {
                         let target = params
                             .and_then(|p| json::get(p, "requestId"))
@@ -399,11 +401,12 @@ impl Session {
         &mut self,
         id: Option<&RequestId>,
         params: Option<&[u8]>,
+        name: Option<&[u8]>,
         meta: Option<&[u8]>,
         now: Instant,
         out: &mut Vec<Out<'_>>,
     ) -> bool {
-        let Some(tool) = message::tool_name(params) else {
+        let Some(tool) = message::tool_name(name) else {
             match id {
                 Some(id) => out.push(Out::Client(Cow::Owned(refusal::error(
                     Some(id),

@@ -108,8 +108,8 @@ pub fn result_line(bytes: usize) -> Vec<u8> {
 pub fn strict(line: &[u8]) {
     let outline = json::validate(line).expect("a valid line");
     match message::classify_outlined(line, &outline).expect("a valid message") {
-        Message::Request { params, .. } => {
-            black_box(message::tool_name(params));
+        Message::Request { name, .. } => {
+            black_box(message::tool_name(name));
         }
         other => {
             black_box(other);

@@ -221,13 +221,7 @@ impl Endpoint {
             loop {
                 self.read_line()?;
                 let id = self.check_echo()?;
-                let slot = id
-                    .checked_sub(first)
-                    .map(|i| i as usize)
-                    .filter(|&i| i < sent)
-                    .with_context(|| format!("{}: answer for unknown id {id}", self.setup))?;
-                ensure!(!seen[slot], "{}: id {id} answered twice", self.setup);
-                seen[slot] = true;
+                self.mark_answered(&mut seen, first, sent, id)?;
                 completed += 1;
                 received += 1;
                 if memchr::memchr(b'\n', self.output.buffer()).is_none() {
@@ -252,6 +246,25 @@ impl Endpoint {
         Ok(calls as f64 / elapsed.as_secs_f64())
     }
 
+    /// Records the answer to `id`, one of the `sent` requests numbered from `first`; fails if
+    /// it is not one of them or was answered before.
+    fn mark_answered(
+        &self,
+        seen: &mut [bool],
+        first: u64,
+        sent: usize,
+        id: u64,
+    ) -> anyhow::Result<()> {
+        let slot = id
+            .checked_sub(first)
+            .map(|i| i as usize)
+            .filter(|&i| i < sent)
+            .with_context(|| format!("{}: answer for unknown id {id}", self.setup))?;
+        ensure!(!seen[slot], "{}: id {id} answered twice", self.setup);
+        seen[slot] = true;
+        Ok(())
+    }
+
     /// `calls` calls of `big` with `bytes` of text each, `window` in flight; MB/s of answers.
     pub fn large(&mut self, calls: usize, window: usize, bytes: usize) -> anyhow::Result<f64> {
         let first = self.next_id;
@@ -268,13 +281,7 @@ impl Endpoint {
             self.read_line()?;
             let id = answer_id(&self.line)
                 .with_context(|| format!("{}: a large answer without an id", self.setup))?;
-            let slot = id
-                .checked_sub(first)
-                .map(|i| i as usize)
-                .filter(|&i| i < sent)
-                .with_context(|| format!("{}: answer for unknown id {id}", self.setup))?;
-            ensure!(!seen[slot], "{}: id {id} answered twice", self.setup);
-            seen[slot] = true;
+            self.mark_answered(&mut seen, first, sent, id)?;
             let expected = big_answer_len(id, bytes);
             ensure!(
                 self.line.len() == expected && self.line.ends_with(BIG_SUFFIX),

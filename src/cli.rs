@@ -1,17 +1,23 @@
 //! The command line, and how it becomes what to run.
+//!
+//! Without a subcommand the proxy runs: `mcp-policy-proxy --config policy.toml -- uvx
+//! awslabs.valkey-mcp-server@latest`. The words of the subcommands are reserved as the first
+//! argument; a server program that happens to share one is still runnable after `--`
+//! (`mcp-policy-proxy --config p.toml -- check`), since nothing after `--` is read as ours.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// A stdio MCP proxy that judges every tools/call against TOML rules before the server sees it.
 ///
 /// Put it in place of an MCP server's command: `mcp-policy-proxy --config policy.toml -- uvx
 /// awslabs.valkey-mcp-server@latest`. The `--` is optional: the first argument that is not an
-/// option starts the server's command, and everything after it belongs to the server.
+/// option (nor a subcommand) starts the server's command, and everything after it belongs to the
+/// server.
 #[derive(Debug, Parser)]
-#[command(name = "mcp-policy-proxy", version)]
+#[command(name = "mcp-policy-proxy", version, subcommand_negates_reqs = true)]
 pub struct Cli {
     /// The policy file (TOML). Without one the proxy refuses to start.
     #[arg(
@@ -19,21 +25,73 @@ pub struct Cli {
         long,
         visible_alias = "policy",
         env = "MCP_POLICY_PROXY_CONFIG",
-        value_name = "PATH"
+        value_name = "PATH",
+        global = true
     )]
     pub config: Option<PathBuf>,
 
     /// How much the proxy logs to stderr: error, warn, info, debug or trace, or a tracing filter
     /// such as "mcp_policy_proxy=debug". Without it, RUST_LOG is used, else "info".
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", global = true)]
     pub log_level: Option<String>,
 
-    /// Check the configuration, print what it decides, and exit without starting the server
-    /// (exit status 0 when valid, 2 when not).
+    /// The same as the `check` subcommand (kept for scripts written before it).
     #[arg(long)]
     pub check: bool,
+
+    #[command(subcommand)]
+    pub subcommand: Option<Sub>,
 
     /// The MCP server's command and its arguments. Overrides `[server]` in the config.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Run the proxy (the default): start the server and judge every tools/call.
+    Run {
+        /// The MCP server's command and its arguments. Overrides `[server]` in the config.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
+        command: Vec<OsString>,
+    },
+    /// Check the configuration and print what it decides, without starting the server (exit
+    /// status 0 when valid, 2 when not).
+    Check,
+    /// An approval command that asks the person at this screen in a native dialog: use it as
+    /// `[approval] command = ["mcp-policy-proxy", "approve-desktop"]`. Reads the call as JSON on
+    /// stdin; exit status 0 approves.
+    ApproveDesktop,
+}
+
+/// What to do, once the command line is read.
+#[derive(Debug)]
+pub enum Command {
+    Run {
+        command: Vec<OsString>,
+    },
+    /// `to_stderr`: the `--check` flag, which printed its report to stderr before the
+    /// subcommand existed and still does, for the scripts that read it there.
+    Check {
+        to_stderr: bool,
+    },
+    ApproveDesktop,
+}
+
+impl Cli {
+    pub fn command(&mut self) -> Command {
+        match self.subcommand.take() {
+            Some(Sub::Run { command }) => Command::Run { command },
+            Some(Sub::Check) => Command::Check { to_stderr: false },
+            Some(Sub::ApproveDesktop) => Command::ApproveDesktop,
+            None if self.check => Command::Check { to_stderr: true },
+            None => Command::Run {
+                command: std::mem::take(&mut self.command),
+            },
+        }
+    }
 }

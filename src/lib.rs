@@ -1,40 +1,39 @@
 //! mcp-policy-proxy: a stdio MCP proxy that judges every `tools/call` against TOML rules.
 //!
-//! The modules follow the data path: the command line and config (`cli`, `config`), bytes in
-//! (`framing`), strict JSON (`json`), message classification (`message`), the policy decision
-//! (`policy`, `rate_limit`), the proxy's own answers (`refusal`), the session state that ties
-//! requests to answers (`session`), and the relay with its child process, its blocking pipe ends
-//! and the one writer of stdout (`relay`, `child`, `pipe`, `output`).
+//! The modules follow the data path: the command line, its errors and the operator's
+//! subcommands (`cli`, `error`, `commands`); the policy file (`config`); bytes in (`framing`),
+//! strict JSON (`json`), message classification (`message`) and the proxy's own JSON-RPC lines
+//! (`reply`); the policy decision (`policy`); the session state that ties requests to answers and
+//! turns decisions into effects (`session`, where `session/judge.rs` judges a `tools/call`);
+//! asking a person (`approval`); and the relay with its pumps, supervisor, child process and the
+//! writers of stdout and of the child's stdin (`relay`).
 
-pub mod child;
+pub mod approval;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod error;
 pub mod framing;
 pub mod json;
 pub mod message;
-pub mod output;
-pub mod pipe;
 pub mod policy;
-pub mod rate_limit;
-pub mod refusal;
 pub mod relay;
+pub mod reply;
 pub mod session;
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
 
-use crate::child::ChildCommand;
-use crate::cli::Cli;
-use crate::config::{Config, ConfigError};
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+pub use crate::error::{EXIT_CONFIG, EXIT_SPAWN, Error};
 use crate::policy::Policy;
-use crate::session::Session;
-
-/// Exit status for a configuration or usage problem: the server was not started.
-pub const EXIT_CONFIG: u8 = 2;
-/// Exit status when the server's command cannot be started (as a shell reports it).
-pub const EXIT_SPAWN: u8 = 127;
+use crate::relay::child::ChildCommand;
+use crate::session::{Session, Settings};
 
 /// Sends logs to stderr: `--log-level`, else RUST_LOG, else "info".
 pub fn init_logging(level: Option<&str>) {
@@ -53,33 +52,46 @@ pub fn init_logging(level: Option<&str>) {
         .init();
 }
 
-/// Loads the policy, starts the server and relays until it exits.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Some(path) = cli.config else {
-        eprintln!(
-            "mcp-policy-proxy: no policy given: pass --config PATH or set MCP_POLICY_PROXY_CONFIG \
-             (the proxy never starts a server without a policy)"
-        );
-        return Ok(ExitCode::from(EXIT_CONFIG));
-    };
-    let config = match Config::load(&path) {
-        Ok(config) => config,
-        Err(err @ ConfigError::Invalid { .. }) => {
-            eprintln!("mcp-policy-proxy: {err}");
-            return Ok(ExitCode::from(EXIT_CONFIG));
+/// Does what the command line says; the caller prints an error once and exits with its code.
+pub fn run(mut cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command() {
+        Command::ApproveDesktop => Ok(approval::desktop::run_stdio()),
+        Command::Check { to_stderr } => {
+            let path = cli.config.ok_or(Error::NoPolicy)?;
+            let (config, policy) = load(&path)?;
+            let report = commands::check::report(&path, &config, &policy);
+            if to_stderr {
+                eprintln!("{report}");
+            } else {
+                print_report(&report);
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        Err(err) => {
-            eprintln!("mcp-policy-proxy: {:#}", anyhow::Error::from(err));
-            return Ok(ExitCode::from(EXIT_CONFIG));
+        Command::Run { command } => {
+            let path = cli.config.ok_or(Error::NoPolicy)?;
+            let (config, policy) = load(&path)?;
+            proxy(&path, config, policy, &command).map(ExitCode::from)
         }
-    };
-    let policy = Policy::new(&config).context("cannot compile the policy")?;
-    if cli.check {
-        eprintln!("{}", describe_policy(&path, &config, &policy));
-        return Ok(ExitCode::SUCCESS);
     }
+}
 
-    let command = match (cli.command.split_first(), &config.server) {
+/// A subcommand's report on stdout, which is the subcommand's own: no protocol runs then.
+fn print_report(report: &str) {
+    use std::io::Write as _;
+    #[allow(clippy::disallowed_methods)]
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{report}").and_then(|()| stdout.flush());
+}
+
+fn load(path: &Path) -> Result<(Config, Policy), Error> {
+    let config = Config::load(path)?;
+    let policy = Policy::new(&config).context("cannot compile the policy")?;
+    Ok((config, policy))
+}
+
+/// Starts the server and relays until it exits.
+fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Result<u8, Error> {
+    let command = match (argv.split_first(), &config.server) {
         (Some((program, args)), server) => ChildCommand {
             program: program.clone(),
             args: args.to_vec(),
@@ -93,19 +105,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cwd: server.cwd.clone(),
         },
         (None, None) => {
-            eprintln!(
-                "mcp-policy-proxy: no MCP server to run: give its command after the options \
-                 (mcp-policy-proxy --config {} -- uvx awslabs.valkey-mcp-server@latest) or in \
-                 the config's [server] table",
-                path.display()
-            );
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            return Err(Error::NoServer {
+                config: path.to_owned(),
+            });
         }
     };
-
-    let session = Session::new(policy, config.policy.violation);
+    let settings = Settings {
+        violation: config.policy.violation,
+        approval: config.approval.clone(),
+        server: command.display(),
+        session_id: format!("{}-{}", std::process::id(), unix_millis()),
+    };
+    let session = Session::with_settings(policy, settings);
     // The messages flow through two pump threads of their own (see `relay`); the runtime only
-    // supervises the child, signals and timers, so one thread is all it needs.
+    // supervises the child, signals, timers and approval commands, so one thread is all it
+    // needs.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -115,58 +129,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(relay::run(&command, session, config.limits.max_line_bytes));
     // The client pump may still be blocked reading stdin; the process exits without it.
     runtime.shutdown_background();
-    match result {
-        Ok(code) => Ok(ExitCode::from(code)),
-        Err(err) if is_spawn_error(&err) => {
-            eprintln!("mcp-policy-proxy: error: {err:#}");
-            Ok(ExitCode::from(EXIT_SPAWN))
-        }
-        Err(err) => Err(err),
-    }
+    result
 }
 
-fn is_spawn_error(err: &anyhow::Error) -> bool {
-    err.to_string().starts_with("cannot start the MCP server")
-}
-
-/// What `--check` prints: each rule and the default, as the proxy reads them.
-fn describe_policy(path: &std::path::Path, config: &Config, policy: &Policy) -> String {
-    use std::fmt::Write as _;
-    let mut text = format!("{}: valid\n", path.display());
-    for rule in policy.rules() {
-        let _ = write!(
-            text,
-            "  rule {}: tool {:?} -> {}",
-            rule.number,
-            rule.pattern,
-            rule.action.as_str()
-        );
-        if let Some(limit) = &rule.rate_limit {
-            let _ = write!(text, ", at most {} per {:?}", limit.max, limit.window);
-        }
-        if rule.hide {
-            text.push_str(", hidden from tools/list");
-        }
-        if let Some(reason) = &rule.reason {
-            let _ = write!(text, " ({reason})");
-        }
-        text.push('\n');
-    }
-    let _ = write!(
-        text,
-        "  any other tool -> {}",
-        match config.policy.default {
-            config::DefaultAction::Allow => "allow",
-            config::DefaultAction::Deny => "deny",
-        }
-    );
-    if let Some(server) = &config.server {
-        let _ = write!(
-            text,
-            "\n  server: {} {}",
-            server.command,
-            server.args.join(" ")
-        );
-    }
-    text
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
 }

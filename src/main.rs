@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // stderr is the log channel; stdout belongs to the protocol.
             eprintln!("mcp-policy-proxy: error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(err.exit_code())
         }
     }
 }

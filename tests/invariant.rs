@@ -16,7 +16,7 @@ use std::time::Instant;
 use mcp_policy_proxy::config::Config;
 use mcp_policy_proxy::framing::{Frame, LineReader};
 use mcp_policy_proxy::policy::Policy;
-use mcp_policy_proxy::session::{Out, Session};
+use mcp_policy_proxy::session::{Effect, Session};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -471,7 +471,7 @@ fn forwarded(session: &mut Session, input: &[u8], chunk: usize) -> Vec<Vec<u8>> 
             let mut outs = Vec::new();
             session.on_client_line(line, Instant::now(), &mut outs);
             for o in outs {
-                if let Out::Child { line, .. } = o {
+                if let Effect::Child { line, .. } = o {
                     out.push(line.into_owned());
                 }
             }

@@ -117,7 +117,7 @@ fn require_approval_refuses_without_an_approval_channel() {
     proxy.initialize();
     let answer = proxy.call(1, "valkey_admin", json!({"command":"FLUSHALL","args":[]}));
     assert_eq!(answer["result"]["isError"], true);
-    assert_eq!(facts(&answer)["decision"], "approval_required");
+    assert_eq!(facts(&answer)["decision"], "approval_unavailable");
     let text = result_text(&answer);
     assert!(text.contains("requires a person's approval"), "{text}");
     assert!(text.contains("admin commands change the server"), "{text}");

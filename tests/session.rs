@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use mcp_policy_proxy::config::Config;
 use mcp_policy_proxy::policy::Policy;
-use mcp_policy_proxy::session::{Out, Session};
+use mcp_policy_proxy::session::{Effect, Session};
 use serde_json::{Value, json};
 
 const POLICY: &str = r#"
@@ -55,12 +55,15 @@ fn child(session: &mut Session, line: &str) -> Vec<String> {
     to_client
 }
 
-fn split(out: Vec<Out<'_>>) -> (Vec<String>, Vec<String>) {
+fn split(out: Vec<Effect<'_>>) -> (Vec<String>, Vec<String>) {
     let (mut to_child, mut to_client) = (Vec::new(), Vec::new());
     for o in out {
         match o {
-            Out::Child { line, .. } => to_child.push(String::from_utf8(line.into_owned()).unwrap()),
-            Out::Client(line) => to_client.push(String::from_utf8(line.into_owned()).unwrap()),
+            Effect::Child { line, .. } => {
+                to_child.push(String::from_utf8(line.into_owned()).unwrap())
+            }
+            Effect::Client(line) => to_client.push(String::from_utf8(line.into_owned()).unwrap()),
+            other => panic!("a line was expected, not {other:?}"),
         }
     }
     (to_child, to_client)
@@ -176,7 +179,13 @@ fn a_batch_in_progress_is_answered_as_one_array_when_the_server_dies() {
     );
     assert!(to_client.is_empty(), "the batch is answered once, whole");
     assert!(child(&mut s, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_empty());
-    let out = s.on_child_exit("exit status 1");
+    let mut effects = Vec::new();
+    s.on_child_exit("exit status 1", &mut effects);
+    let out: Vec<Vec<u8>> = split(effects)
+        .1
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
     assert_eq!(out.len(), 1);
     let answers = parse(std::str::from_utf8(&out[0]).unwrap());
     let answers = answers.as_array().unwrap();

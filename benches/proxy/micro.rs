@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mcp_policy_proxy::config::Config;
 use mcp_policy_proxy::json;
 use mcp_policy_proxy::message::{self, Message};
-use mcp_policy_proxy::policy::{DECIDING_CACHE_NAMES, Policy};
+use mcp_policy_proxy::policy::{Call, DECIDING_CACHE_NAMES, Policy};
 
 /// The median time of one call of `f`, over `samples` batches of `iterations` calls.
 pub fn median(samples: usize, iterations: usize, mut f: impl FnMut()) -> Duration {
@@ -71,7 +71,7 @@ pub fn policy_evaluation(rules: usize, samples: usize, iterations: usize) -> (Du
     let policy = Policy::new(&config).expect("the generated policy compiles");
     let mut state = policy.new_state();
     let now = Instant::now();
-    let decision = policy.evaluate(TARGET_TOOL, &mut state, now);
+    let decision = policy.evaluate(&Call::named(TARGET_TOOL), &mut state, now);
     assert!(decision.is_allowed(), "{decision:?}");
     // More names than the session remembers, so every one is judged from scratch.
     let names: Vec<String> = (0..4 * DECIDING_CACHE_NAMES)
@@ -81,11 +81,13 @@ pub fn policy_evaluation(rules: usize, samples: usize, iterations: usize) -> (Du
     let first_sight = median(samples, iterations, || {
         let name = &names[next % names.len()];
         next += 1;
-        let decision = policy.evaluate(black_box(name), &mut state, now);
+        let decision = policy.evaluate(&Call::named(black_box(name)), &mut state, now);
+        policy.admit(&decision, &mut state, now);
         black_box(decision.is_allowed());
     });
     let repeated = median(samples, iterations, || {
-        let decision = policy.evaluate(black_box(TARGET_TOOL), &mut state, now);
+        let decision = policy.evaluate(&Call::named(black_box(TARGET_TOOL)), &mut state, now);
+        policy.admit(&decision, &mut state, now);
         black_box(decision.is_allowed());
     });
     (first_sight, repeated)

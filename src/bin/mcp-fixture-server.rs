@@ -70,14 +70,14 @@ fn main() -> ExitCode {
     if config.stderr_hello {
         eprintln!("fixture: started");
     }
-    if let Some(path) = &config.pidfile {
-        if let Err(error) = write_pidfile(path) {
-            eprintln!(
-                "fixture: cannot write pid file `{}`: {error}",
-                path.display()
-            );
-            return ExitCode::FAILURE;
-        }
+    if let Some(path) = &config.pidfile
+        && let Err(error) = write_pidfile(path)
+    {
+        eprintln!(
+            "fixture: cannot write pid file `{}`: {error}",
+            path.display()
+        );
+        return ExitCode::FAILURE;
     }
     let log = match config.log.as_deref().map(open_log).transpose() {
         Ok(log) => log,
@@ -725,10 +725,8 @@ fn write_answer(out: &mut Vec<u8>, id: &Value, answer: Answer, modern: bool) {
     write_json(out, id);
     match answer {
         Answer::Result(mut result) => {
-            if modern {
-                if let Some(result) = result.as_object_mut() {
-                    result.insert("resultType".to_owned(), json!("complete"));
-                }
+            if modern && let Some(result) = result.as_object_mut() {
+                result.insert("resultType".to_owned(), json!("complete"));
             }
             out.extend_from_slice(b",\"result\":");
             write_json(out, &result);

@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::pipe::Pipe;
+use super::pipe::Pipe;
 
 /// Writes whole lines to the client.
 pub struct ClientWriter {
@@ -57,6 +57,49 @@ impl ClientWriter {
         // A panic while writing leaves nothing inconsistent behind but a partial line, which
         // the next write cannot repair either way.
         self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Writes whole lines to the child's stdin: the twin of [`ClientWriter`], and the one place
+/// that writes there, whoever decided to forward (the client pump for most calls, the
+/// supervisor for a call a person approved).
+pub struct ChildWriter {
+    /// `None` once closed or after a failed write: the child can take no more.
+    stdin: Mutex<Option<Pipe>>,
+}
+
+impl ChildWriter {
+    pub fn new(stdin: Pipe) -> ChildWriter {
+        ChildWriter {
+            stdin: Mutex::new(Some(stdin)),
+        }
+    }
+
+    /// Writes `lines` then `more` (each whole lines, or empty), blocking until written. After
+    /// a failed write every later write fails at once.
+    pub fn write_lines(&self, lines: &[u8], more: &[u8]) -> io::Result<()> {
+        let mut stdin = self.lock();
+        let Some(pipe) = stdin.as_mut() else {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        };
+        let written = pipe.write_all(lines).and_then(|()| pipe.write_all(more));
+        if let Err(err) = &written {
+            tracing::debug!("cannot write to the MCP server: {err}");
+            *stdin = None;
+        }
+        written
+    }
+
+    /// Closes the child's input, the first step of a graceful shutdown.
+    pub fn close(&self) {
+        self.lock().take();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Pipe>> {
+        // As for the client writer: a panic mid-write leaves nothing to repair.
+        self.stdin
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -27,9 +27,9 @@ impl RateLimiter {
         }
     }
 
-    /// Admits a call at `now`, or says how long until the oldest admitted call leaves the window
-    /// and a call would be admitted.
-    pub fn try_admit(&mut self, now: Instant) -> Result<(), Duration> {
+    /// Whether a call at `now` would be admitted; if not, how long until the oldest admitted
+    /// call leaves the window and one would be. Counts nothing.
+    pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
         while let Some(&oldest) = self.admitted.front() {
             if now.saturating_duration_since(oldest) >= self.window {
                 self.admitted.pop_front();
@@ -38,11 +38,29 @@ impl RateLimiter {
             }
         }
         if self.admitted.len() < self.max {
-            self.admitted.push_back(now);
             return Ok(());
         }
         let oldest = self.admitted[0];
         Err((oldest + self.window).saturating_duration_since(now))
+    }
+
+    /// Counts a call admitted at `now`.
+    pub fn admit(&mut self, now: Instant) {
+        self.admitted.push_back(now);
+    }
+
+    /// [`RateLimiter::check`], then [`RateLimiter::admit`] if it passes.
+    pub fn try_admit(&mut self, now: Instant) -> Result<(), Duration> {
+        self.check(now)?;
+        self.admit(now);
+        Ok(())
+    }
+
+    /// Takes a new limit, keeping the calls already counted: a reload that changes a rule's
+    /// numbers does not forget what the session already did under it.
+    pub fn reconfigure(&mut self, max: u32, window: Duration) {
+        self.max = max as usize;
+        self.window = window;
     }
 }
 

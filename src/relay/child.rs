@@ -10,7 +10,7 @@ use std::process::{ExitStatus, Stdio};
 
 use tokio::process::{Child, Command};
 
-use crate::pipe::Pipe;
+use super::pipe::Pipe;
 
 /// What to run as the child.
 #[derive(Debug, Clone, PartialEq, Eq)]

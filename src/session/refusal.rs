@@ -12,24 +12,15 @@ use serde_json::{Value, json};
 use crate::config::ViolationStyle;
 use crate::message::RequestId;
 use crate::policy::{Decision, Rule};
+use crate::reply::{POLICY_VIOLATION, error, response};
 
 /// The `_meta` key under which a refusal carries its facts.
 pub const META_KEY: &str = "mcp-policy-proxy/decision";
 
-/// JSON-RPC error code of a policy refusal in `jsonrpc_error` style. It lies outside the range
-/// JSON-RPC and MCP reserve (-32768..=-32000), as the 2026-07-28 revision asks of new codes.
-pub const POLICY_VIOLATION: i64 = -31001;
-
-pub const PARSE_ERROR: i64 = -32700;
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INVALID_PARAMS: i64 = -32602;
-pub const INTERNAL_ERROR: i64 = -32603;
-
 /// How a duration reads in a message: "60s", "1.5s", "250ms".
 fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 1000 && ms % 1000 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1}s", d.as_secs_f64())
@@ -45,10 +36,7 @@ fn ceil_ms(d: Duration) -> u64 {
 }
 
 fn rule_label(rule: &Rule) -> String {
-    match &rule.name {
-        Some(name) => format!("rule {} ({name:?}, tool = {:?})", rule.number, rule.pattern),
-        None => format!("rule {} (tool = {:?})", rule.number, rule.pattern),
-    }
+    rule.label()
 }
 
 /// The sentence the agent reads.
@@ -100,10 +88,10 @@ pub fn refusal_text(tool: &str, decision: &Decision) -> String {
 /// The machine-readable facts of a refusal.
 pub fn refusal_facts(tool: &str, decision: &Decision) -> Value {
     let (kind, rule) = match decision {
-        Decision::Allow { rule } => ("allow", *rule),
-        Decision::Deny { rule } => ("deny", Some(*rule)),
-        Decision::RateLimited { rule, .. } => ("rate_limited", Some(*rule)),
-        Decision::ApprovalRequired { rule } => ("approval_required", Some(*rule)),
+        Decision::Allow { rule } => ("allow", rule.as_deref()),
+        Decision::Deny { rule } => ("deny", Some(&**rule)),
+        Decision::RateLimited { rule, .. } => ("rate_limited", Some(&**rule)),
+        Decision::ApprovalRequired { rule } => ("approval_required", Some(&**rule)),
         Decision::DefaultDeny => ("default_deny", None),
     };
     let mut facts = json!({
@@ -122,31 +110,6 @@ pub fn refusal_facts(tool: &str, decision: &Decision) -> Value {
     facts
 }
 
-/// `{"jsonrpc":"2.0","id":ID,"<key>":VALUE}\n`; `id: None` writes `"id":null`.
-fn response(id: Option<&RequestId>, key: &str, value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    match id {
-        Some(id) => id.write_json(&mut out),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
-    serde_json::to_writer(&mut out, value).expect("a Value always serializes");
-    out.extend_from_slice(b"}\n");
-    out
-}
-
-/// A JSON-RPC error response line.
-pub fn error(id: Option<&RequestId>, code: i64, message: &str, data: Option<Value>) -> Vec<u8> {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(data) = data {
-        error["data"] = data;
-    }
-    response(id, "error", &error)
-}
-
 /// The answer to a refused `tools/call`. `modern` adds the `resultType` that 2026-07-28
 /// results carry.
 pub fn policy_refusal(
@@ -158,6 +121,105 @@ pub fn policy_refusal(
 ) -> Vec<u8> {
     let text = refusal_text(tool, decision);
     let facts = refusal_facts(tool, decision);
+    shaped(id, text, facts, style, modern)
+}
+
+/// How an approval ended without the call being approved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalRefusal {
+    /// A person (or the approval command) said no, or gave no clear yes.
+    Denied {
+        channel: &'static str,
+        note: Option<String>,
+    },
+    /// Nobody answered within the time-out.
+    TimedOut { after: Duration },
+    /// There is no way to ask a person here.
+    Unavailable,
+}
+
+impl ApprovalRefusal {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApprovalRefusal::Denied { .. } => "approval_denied",
+            ApprovalRefusal::TimedOut { .. } => "approval_timeout",
+            ApprovalRefusal::Unavailable => "approval_unavailable",
+        }
+    }
+}
+
+/// The sentence the agent reads when an approval did not happen.
+pub fn approval_text(tool: &str, rule: &Rule, refusal: &ApprovalRefusal) -> String {
+    let reason = rule
+        .reason
+        .as_deref()
+        .unwrap_or("a person must approve each call");
+    match refusal {
+        ApprovalRefusal::Denied { note, .. } => {
+            let note = note
+                .as_deref()
+                .map(|n| format!(" The person said: {n}"))
+                .unwrap_or_default();
+            format!(
+                "policy violation: the call to tool {tool:?} was not approved: a person's \
+                 approval is required under {}: {reason}, and it was refused.{note} Do not retry \
+                 the same call unless the user asks you to.",
+                rule.label(),
+            )
+        }
+        ApprovalRefusal::TimedOut { after } => format!(
+            "policy violation: the call to tool {tool:?} was not approved: a person's approval is \
+             required under {}: {reason}, and nobody answered within {}. The call was not run; \
+             ask the user before trying again.",
+            rule.label(),
+            human(*after),
+        ),
+        ApprovalRefusal::Unavailable => format!(
+            "policy violation: tool {tool:?} requires a person's approval under {}: {reason}. No \
+             way to ask a person is available here (the client declared no elicitation and no \
+             approval command is configured), so the call was refused; ask the user to approve \
+             it another way or to change the policy.",
+            rule.label(),
+        ),
+    }
+}
+
+/// The answer to a `tools/call` whose approval did not happen.
+pub fn approval_refusal(
+    id: &RequestId,
+    tool: &str,
+    rule: &Rule,
+    refusal: &ApprovalRefusal,
+    style: ViolationStyle,
+    modern: bool,
+) -> Vec<u8> {
+    let text = approval_text(tool, rule, refusal);
+    let mut facts = json!({
+        "decision": refusal.kind(),
+        "tool": tool,
+        "rule": rule.number,
+        "pattern": rule.pattern,
+        "reason": rule.reason,
+    });
+    if let Some(name) = &rule.name {
+        facts["ruleName"] = json!(name);
+    }
+    if let ApprovalRefusal::Denied { channel, note } = refusal {
+        facts["channel"] = json!(channel);
+        if let Some(note) = note {
+            facts["note"] = json!(note);
+        }
+    }
+    shaped(id, text, facts, style, modern)
+}
+
+fn shaped(
+    id: &RequestId,
+    text: String,
+    facts: Value,
+    style: ViolationStyle,
+    modern: bool,
+) -> Vec<u8> {
     match style {
         ViolationStyle::Result => {
             let mut result = json!({
@@ -177,7 +239,10 @@ pub fn policy_refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::config::{Action, RateLimitSpec};
+    use crate::policy::{Rule, RuleKey};
 
     fn rule(action: Action) -> Rule {
         Rule {
@@ -188,6 +253,8 @@ mod tests {
             reason: Some("writes need care".into()),
             rate_limit: None,
             hide: false,
+            session_grant: Default::default(),
+            key: RuleKey("tool:valkey_*".into()),
         }
     }
 
@@ -202,7 +269,9 @@ mod tests {
         let line = policy_refusal(
             &RequestId::Small(7),
             "valkey_write",
-            &Decision::Deny { rule: &rule },
+            &Decision::Deny {
+                rule: Arc::new(rule.clone()),
+            },
             ViolationStyle::Result,
             false,
         );
@@ -231,7 +300,7 @@ mod tests {
             window: Duration::from_secs(60),
         });
         let decision = Decision::RateLimited {
-            rule: &rule,
+            rule: Arc::new(rule.clone()),
             retry_after: Duration::from_micros(12_345_001),
         };
         let v = parse(&policy_refusal(
@@ -284,7 +353,12 @@ mod tests {
     #[test]
     fn approval_required_names_the_missing_channel() {
         let rule = rule(Action::RequireApproval);
-        let text = refusal_text("manage_index", &Decision::ApprovalRequired { rule: &rule });
+        let text = refusal_text(
+            "manage_index",
+            &Decision::ApprovalRequired {
+                rule: Arc::new(rule.clone()),
+            },
+        );
         assert!(text.starts_with(
             "policy violation: tool \"manage_index\" requires a person's approval under rule 2 (tool = \"valkey_*\"): writes need care."
         ));

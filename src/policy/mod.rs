@@ -1,63 +1,33 @@
 //! The policy engine: which rule decides a `tools/call`, and what it decides.
 //!
-//! It is pure: a decision is a function of the tool name, the rules, the session's rate-limit
-//! state and the time passed in. No I/O, no clock, no logging, so it can be tested with tables
-//! and benchmarked on its own. A refusal is a [`Decision`], not an error.
+//! It is pure: a decision is a function of the call, the rules, the session's rate-limit state
+//! and the time passed in. No I/O, no clock, no logging, so it can be tested with tables and
+//! benchmarked on its own. A refusal is a [`Decision`], not an error.
+//!
+//! Deciding and counting are two steps: [`Policy::evaluate`] says what the rules make of a call
+//! without changing anything, and [`Policy::admit`] counts it against its rate limit once it is
+//! actually forwarded. A call that waits for a person between the two is counted only if it
+//! goes through.
+
+mod decision;
+pub mod rate_limit;
+mod rule;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 
-use crate::config::{Action, Config, DefaultAction, RateLimitSpec};
-use crate::rate_limit::RateLimiter;
-
-/// One `[[rules]]` entry, ready to match.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    /// 1-based position in the file, as messages name it.
-    pub number: usize,
-    pub name: Option<String>,
-    /// The `tool` pattern as written.
-    pub pattern: String,
-    pub action: Action,
-    pub reason: Option<String>,
-    pub rate_limit: Option<RateLimitSpec>,
-    pub hide: bool,
-}
-
-/// What the policy says about one call.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision<'p> {
-    /// Let it through; `rule` is `None` when no rule matched and the default is allow.
-    Allow {
-        rule: Option<&'p Rule>,
-    },
-    Deny {
-        rule: &'p Rule,
-    },
-    /// An allow rule whose rate limit is used up; a call would pass after `retry_after`.
-    RateLimited {
-        rule: &'p Rule,
-        retry_after: Duration,
-    },
-    ApprovalRequired {
-        rule: &'p Rule,
-    },
-    /// No rule matched and the default is deny.
-    DefaultDeny,
-}
-
-impl Decision<'_> {
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow { .. })
-    }
-}
+use crate::config::{Action, Config, DefaultAction};
+pub use decision::{Call, Decision, ToolInfo};
+use rate_limit::RateLimiter;
+pub use rule::{Rule, RuleKey};
 
 /// The rules of one configuration, compiled once.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    rules: Vec<Rule>,
+    rules: Vec<Arc<Rule>>,
     default: DefaultAction,
     /// Exact-name rules: the first rule (index into `rules`) for each name.
     exact: HashMap<String, usize>,
@@ -70,6 +40,7 @@ pub struct Policy {
 /// decides each tool name seen so far.
 #[derive(Debug, Clone)]
 pub struct PolicyState {
+    /// By rule index; `None` for a rule without a rate limit.
     limiters: Vec<Option<RateLimiter>>,
     /// The deciding rule (index into the rules) of each tool name already judged, so the globs
     /// run once per name rather than once per call. Bounded by [`DECIDING_CACHE_NAMES`].
@@ -83,46 +54,47 @@ pub struct PolicyState {
 /// cache start over, never grow without bound.
 pub const DECIDING_CACHE_NAMES: usize = 1024;
 
-/// Characters that make a `tool` pattern a glob rather than an exact name.
-const GLOB_META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
-
 impl Policy {
-    /// Compiles the rules of a validated configuration.
+    /// Compiles the rules of a validated configuration. The globs were parsed while the
+    /// configuration was validated; here they are compiled into one set, once.
     pub fn new(config: &Config) -> anyhow::Result<Policy> {
-        let rules: Vec<Rule> = config
+        let keys = RuleKey::assign(&config.rules);
+        let rules = config
             .rules
             .iter()
-            .map(|spec| Rule {
-                number: spec.number,
-                name: spec.name.clone(),
-                pattern: spec.tool.clone(),
-                action: spec.action,
-                reason: spec.reason.clone(),
-                rate_limit: spec.rate_limit.clone(),
-                hide: spec.hide,
-            })
+            .zip(keys)
+            .map(|(spec, key)| (Rule::from_spec(spec, key), spec.glob.clone()))
             .collect();
-        Policy::from_rules(rules, config.policy.default)
+        Policy::compile(rules, config.policy.default)
     }
 
-    pub fn from_rules(rules: Vec<Rule>, default: DefaultAction) -> anyhow::Result<Policy> {
+    /// Compiles `rules`, each with its parsed glob (`None` for an exact name).
+    pub fn compile(
+        rules: Vec<(Rule, Option<globset::Glob>)>,
+        default: DefaultAction,
+    ) -> anyhow::Result<Policy> {
         let mut exact = HashMap::new();
         let mut globs = GlobSetBuilder::new();
         let mut glob_rules = Vec::new();
-        for (index, rule) in rules.iter().enumerate() {
-            if rule.pattern.contains(GLOB_META) {
-                let glob = Glob::new(&rule.pattern).map_err(|err| {
-                    anyhow::anyhow!("rule {} has an invalid tool pattern: {err}", rule.number)
-                })?;
-                globs.add(glob);
-                glob_rules.push(index);
-            } else {
-                exact.entry(rule.pattern.clone()).or_insert(index);
+        let mut compiled = Vec::with_capacity(rules.len());
+        for (index, (rule, glob)) in rules.into_iter().enumerate() {
+            match glob {
+                Some(glob) => {
+                    globs.add(glob);
+                    glob_rules.push(index);
+                }
+                None => {
+                    exact.entry(rule.pattern.clone()).or_insert(index);
+                }
             }
+            compiled.push(Arc::new(rule));
         }
-        let globs = globs.build()?;
+        // Each glob already parsed; only the regex engine's own size limit could refuse the set.
+        let globs = globs
+            .build()
+            .map_err(|err| anyhow::anyhow!("the rules' tool patterns cannot be compiled: {err}"))?;
         Ok(Policy {
-            rules,
+            rules: compiled,
             default,
             exact,
             globs,
@@ -130,7 +102,7 @@ impl Policy {
         })
     }
 
-    pub fn rules(&self) -> &[Rule] {
+    pub fn rules(&self) -> &[Arc<Rule>] {
         &self.rules
     }
 
@@ -155,6 +127,28 @@ impl Policy {
         }
     }
 
+    /// The state of a session moving from `old` to this policy: each rate-limit window stays
+    /// with the rule of the same [`RuleKey`], wherever it now stands and whatever its new limit;
+    /// the remembered deciding rules start over.
+    pub fn carry_over(&self, old: &Policy, state: PolicyState) -> PolicyState {
+        let mut by_key: HashMap<&RuleKey, RateLimiter> = old
+            .rules
+            .iter()
+            .zip(state.limiters)
+            .filter_map(|(rule, limiter)| Some((&rule.key, limiter?)))
+            .collect();
+        let mut fresh = self.new_state();
+        for (rule, slot) in self.rules.iter().zip(fresh.limiters.iter_mut()) {
+            if let (Some(limiter), Some(limit)) = (slot.as_mut(), &rule.rate_limit)
+                && let Some(mut kept) = by_key.remove(&rule.key)
+            {
+                kept.reconfigure(limit.max, limit.window);
+                *limiter = kept;
+            }
+        }
+        fresh
+    }
+
     /// The index of the first rule, in file order, whose pattern matches `tool`.
     fn first_match(&self, tool: &str, matches: &mut Vec<usize>) -> Option<usize> {
         let exact = self.exact.get(tool).copied();
@@ -167,9 +161,14 @@ impl Policy {
     }
 
     /// The rule that decides calls to `tool`, if any.
-    pub fn rule_for(&self, tool: &str) -> Option<&Rule> {
+    pub fn rule_for(&self, tool: &str) -> Option<&Arc<Rule>> {
         let mut matches = Vec::new();
         self.first_match(tool, &mut matches).map(|i| &self.rules[i])
+    }
+
+    /// Whether any rule hides tools, so that `tools/list` results need reading at all.
+    pub fn hides_any(&self) -> bool {
+        self.rules.iter().any(|rule| rule.hide)
     }
 
     /// Whether `tool` is hidden from `tools/list`: its deciding rule denies it with `hide`.
@@ -178,25 +177,9 @@ impl Policy {
             .is_some_and(|rule| rule.hide && rule.action == Action::Deny)
     }
 
-    /// Decides a call to `tool` at `now`. An allowed call counts against its rule's rate limit.
-    pub fn evaluate<'p>(
-        &'p self,
-        tool: &str,
-        state: &mut PolicyState,
-        now: Instant,
-    ) -> Decision<'p> {
-        let deciding = match state.deciding.get(tool) {
-            Some(&index) => index,
-            None => {
-                let index = self.first_match(tool, &mut state.matches);
-                if state.deciding.len() >= DECIDING_CACHE_NAMES {
-                    state.deciding.clear();
-                }
-                state.deciding.insert(tool.into(), index);
-                index
-            }
-        };
-        let Some(index) = deciding else {
+    /// Decides `call` at `now`. Nothing is counted: see [`Policy::admit`].
+    pub fn evaluate(&self, call: &Call<'_>, state: &mut PolicyState, now: Instant) -> Decision {
+        let Some(index) = self.deciding(call.tool, state) else {
             return match self.default {
                 DefaultAction::Allow => Decision::Allow { rule: None },
                 DefaultAction::Deny => Decision::DefaultDeny,
@@ -204,22 +187,66 @@ impl Policy {
         };
         let rule = &self.rules[index];
         match rule.action {
-            Action::Deny => Decision::Deny { rule },
-            Action::RequireApproval => Decision::ApprovalRequired { rule },
+            Action::Deny => Decision::Deny { rule: rule.clone() },
+            Action::RequireApproval => Decision::ApprovalRequired { rule: rule.clone() },
             Action::Allow => match state.limiters.get_mut(index).and_then(Option::as_mut) {
-                None => Decision::Allow { rule: Some(rule) },
-                Some(limiter) => match limiter.try_admit(now) {
-                    Ok(()) => Decision::Allow { rule: Some(rule) },
-                    Err(retry_after) => Decision::RateLimited { rule, retry_after },
+                None => Decision::Allow {
+                    rule: Some(rule.clone()),
+                },
+                Some(limiter) => match limiter.check(now) {
+                    Ok(()) => Decision::Allow {
+                        rule: Some(rule.clone()),
+                    },
+                    Err(retry_after) => Decision::RateLimited {
+                        rule: rule.clone(),
+                        retry_after,
+                    },
                 },
             },
         }
+    }
+
+    /// Counts a call the proxy forwards under `decision` against its rule's rate limit.
+    pub fn admit(&self, decision: &Decision, state: &mut PolicyState, now: Instant) {
+        let Decision::Allow { rule: Some(rule) } = decision else {
+            return;
+        };
+        if rule.rate_limit.is_none() {
+            return;
+        }
+        // The rule is found by identity: a decision made under an earlier policy counts with the
+        // rule of the same key in this one.
+        let index = Some(rule.number - 1)
+            .filter(|&i| self.rules.get(i).is_some_and(|r| Arc::ptr_eq(r, rule)))
+            .or_else(|| self.rules.iter().position(|r| r.key == rule.key));
+        if let Some(limiter) = index
+            .and_then(|i| state.limiters.get_mut(i))
+            .and_then(Option::as_mut)
+        {
+            limiter.admit(now);
+        }
+    }
+
+    /// The deciding rule of `tool`, remembered per name.
+    fn deciding(&self, tool: &str, state: &mut PolicyState) -> Option<usize> {
+        if let Some(&index) = state.deciding.get(tool) {
+            return index;
+        }
+        let index = self.first_match(tool, &mut state.matches);
+        if state.deciding.len() >= DECIDING_CACHE_NAMES {
+            state.deciding.clear();
+        }
+        state.deciding.insert(tool.into(), index);
+        index
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::config::RateLimitSpec;
 
     fn rule(number: usize, pattern: &str, action: Action) -> Rule {
         Rule {
@@ -230,7 +257,32 @@ mod tests {
             reason: None,
             rate_limit: None,
             hide: false,
+            session_grant: Default::default(),
+            key: RuleKey(format!("tool:{pattern}").into()),
         }
+    }
+
+    /// A policy of `rules`, each a glob when its pattern has glob characters.
+    fn from_rules(rules: Vec<Rule>, default: DefaultAction) -> anyhow::Result<Policy> {
+        let rules = rules
+            .into_iter()
+            .map(|rule| {
+                let glob = rule
+                    .pattern
+                    .contains(['*', '?', '[', '{'])
+                    .then(|| globset::Glob::new(&rule.pattern).unwrap());
+                (rule, glob)
+            })
+            .collect();
+        Policy::compile(rules, default)
+    }
+
+    /// Decides a call to `tool` and, when it is allowed, counts it, as the session does for a
+    /// call it forwards.
+    fn decide(policy: &Policy, tool: &str, state: &mut PolicyState, now: Instant) -> Decision {
+        let decision = policy.evaluate(&Call::named(tool), state, now);
+        policy.admit(&decision, state, now);
+        decision
     }
 
     fn limited(number: usize, pattern: &str, max: u32, window_s: u64) -> Rule {
@@ -246,7 +298,7 @@ mod tests {
     /// What a decision looks like in a table: its kind and the deciding rule's number.
     fn summary(decision: &Decision) -> (&'static str, Option<usize>) {
         match decision {
-            Decision::Allow { rule } => ("allow", rule.map(|r| r.number)),
+            Decision::Allow { rule } => ("allow", rule.as_ref().map(|r| r.number)),
             Decision::Deny { rule } => ("deny", Some(rule.number)),
             Decision::RateLimited { rule, .. } => ("rate_limited", Some(rule.number)),
             Decision::ApprovalRequired { rule } => ("approval", Some(rule.number)),
@@ -256,7 +308,7 @@ mod tests {
 
     #[test]
     fn first_matching_rule_in_file_order_decides() {
-        let policy = Policy::from_rules(
+        let policy = from_rules(
             vec![
                 rule(1, "CreateCodeConnection", Action::Deny),
                 rule(2, "valkey_admin", Action::RequireApproval),
@@ -283,7 +335,7 @@ mod tests {
         ];
         for (tool, expected) in cases {
             assert_eq!(
-                summary(&policy.evaluate(tool, &mut state, now)),
+                summary(&decide(&policy, tool, &mut state, now)),
                 expected,
                 "tool {tool:?}"
             );
@@ -292,7 +344,7 @@ mod tests {
 
     #[test]
     fn an_exact_rule_after_a_glob_does_not_win() {
-        let policy = Policy::from_rules(
+        let policy = from_rules(
             vec![
                 rule(1, "valkey_*", Action::Deny),
                 rule(2, "valkey_read", Action::Allow),
@@ -301,7 +353,7 @@ mod tests {
         )
         .unwrap();
         let mut state = policy.new_state();
-        let decision = policy.evaluate("valkey_read", &mut state, Instant::now());
+        let decision = decide(&policy, "valkey_read", &mut state, Instant::now());
         assert_eq!(summary(&decision), ("deny", Some(1)));
     }
 
@@ -311,17 +363,16 @@ mod tests {
             (DefaultAction::Allow, ("allow", None)),
             (DefaultAction::Deny, ("default_deny", None)),
         ] {
-            let policy =
-                Policy::from_rules(vec![rule(1, "valkey_read", Action::Allow)], default).unwrap();
+            let policy = from_rules(vec![rule(1, "valkey_read", Action::Allow)], default).unwrap();
             let mut state = policy.new_state();
-            let decision = policy.evaluate("valkey_write", &mut state, Instant::now());
+            let decision = decide(&policy, "valkey_write", &mut state, Instant::now());
             assert_eq!(summary(&decision), expected);
         }
     }
 
     #[test]
     fn rate_limit_refuses_over_the_limit_and_reopens() {
-        let policy = Policy::from_rules(
+        let policy = from_rules(
             vec![
                 limited(1, "valkey_write", 2, 60),
                 limited(2, "valkey_read", 1, 10),
@@ -345,7 +396,7 @@ mod tests {
             ("valkey_write", 62, ("rate_limited", Some(1)), Some(58)),
         ];
         for (tool, t, expected, retry) in steps {
-            let decision = policy.evaluate(tool, &mut state, at(t));
+            let decision = decide(&policy, tool, &mut state, at(t));
             assert_eq!(summary(&decision), expected, "{tool} at {t}s");
             if let Decision::RateLimited { retry_after, .. } = decision {
                 assert_eq!(
@@ -360,31 +411,18 @@ mod tests {
     #[test]
     fn sessions_do_not_share_rate_limits() {
         let policy =
-            Policy::from_rules(vec![limited(1, "valkey_write", 1, 60)], DefaultAction::Deny)
-                .unwrap();
+            from_rules(vec![limited(1, "valkey_write", 1, 60)], DefaultAction::Deny).unwrap();
         let now = Instant::now();
         let mut first = policy.new_state();
         let mut second = policy.new_state();
-        assert!(
-            policy
-                .evaluate("valkey_write", &mut first, now)
-                .is_allowed()
-        );
-        assert!(
-            !policy
-                .evaluate("valkey_write", &mut first, now)
-                .is_allowed()
-        );
-        assert!(
-            policy
-                .evaluate("valkey_write", &mut second, now)
-                .is_allowed()
-        );
+        assert!(decide(&policy, "valkey_write", &mut first, now).is_allowed());
+        assert!(!decide(&policy, "valkey_write", &mut first, now).is_allowed());
+        assert!(decide(&policy, "valkey_write", &mut second, now).is_allowed());
     }
 
     #[test]
     fn remembered_decisions_stay_right_past_the_cache_bound() {
-        let policy = Policy::from_rules(
+        let policy = from_rules(
             vec![
                 rule(1, "keep_*", Action::Allow),
                 rule(2, "drop_*", Action::Deny),
@@ -401,7 +439,7 @@ mod tests {
                     1 => (format!("drop_{n}"), ("deny", Some(2))),
                     _ => (format!("other_{n}"), ("default_deny", None)),
                 };
-                let decision = policy.evaluate(&tool, &mut state, now);
+                let decision = decide(&policy, &tool, &mut state, now);
                 assert_eq!(summary(&decision), expected, "{tool} in round {round}");
             }
             assert!(state.deciding.len() <= DECIDING_CACHE_NAMES);
@@ -412,7 +450,7 @@ mod tests {
     fn hides_only_tools_whose_deciding_rule_is_a_hiding_deny() {
         let mut hidden = rule(2, "secret_*", Action::Deny);
         hidden.hide = true;
-        let policy = Policy::from_rules(
+        let policy = from_rules(
             vec![rule(1, "secret_ok", Action::Allow), hidden],
             DefaultAction::Deny,
         )

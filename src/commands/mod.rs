@@ -1,0 +1,4 @@
+//! The operator's subcommands. They print their reports to stdout: no protocol runs then, so
+//! stdout is theirs.
+
+pub mod check;

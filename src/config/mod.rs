@@ -1,0 +1,325 @@
+//! The configuration file: TOML text in, a validated [`Config`] out.
+//!
+//! This module owns the file format and every check that needs nothing but the text: syntax,
+//! unknown keys, types, actions, tool globs, rate limits and size limits. It reports every
+//! problem at once, each with its line and column, and a text with any problem never becomes a
+//! `Config`, so a mistyped policy leaves the proxy nothing to start a server with. What the rules
+//! mean at run time (matching a call, counting calls, asking for approval) belongs to the policy
+//! engine; this module only guarantees that it receives well-formed rules.
+//!
+//! House style (STYLE.md, point 6) suggests serde structs with `deny_unknown_fields`. Serde stops
+//! at the first error, though, and we want all of them, so the document is parsed into
+//! `toml::de::DeTable` (which keeps the span of every key and value) and walked by hand.
+
+mod approval;
+mod problems;
+mod rules;
+mod sections;
+#[cfg(test)]
+mod tests;
+mod walk;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+pub use problems::{ConfigError, ConfigErrors, Problem};
+use walk::Checker;
+
+/// The default for `[limits] max_line_bytes`. Every MCP message over stdio is one line, and a
+/// tool result can legitimately carry a few MiB (a base64 image, a large JSON document); 16 MiB
+/// leaves room for those while capping what a runaway peer can make the proxy buffer.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The smallest accepted `max_line_bytes`: below this even an `initialize` exchange or a
+/// `tools/list` answer from a small server does not fit, so a smaller value is a mistake.
+pub const MIN_MAX_LINE_BYTES: usize = 1024;
+
+/// The largest accepted `max_line_bytes`: a line is held in memory whole before it is judged, so
+/// the limit is also a memory bound; beyond 1 GiB it no longer protects anything.
+pub const MAX_MAX_LINE_BYTES: usize = 1024 * 1024 * 1024;
+
+/// The largest accepted `rate_limit.max`. The sliding-window limiter remembers one timestamp
+/// per admitted call, so this bounds its memory per rule and session (about 16 MB); a budget
+/// larger than this is no limit in practice.
+pub const MAX_RATE_LIMIT_MAX: u32 = 1_000_000;
+
+/// The longest accepted `rate_limit.window`. A week outlives any realistic session, so a longer
+/// window is almost always a unit mistake ("60d" for "60s"); the bound also keeps
+/// `Instant + window` far from overflow.
+pub const MAX_RATE_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// The child to spawn when none is given on the command line.
+    pub server: Option<ServerSpec>,
+    pub policy: PolicySettings,
+    /// In file order: the first rule whose `tool` matches decides.
+    pub rules: Vec<RuleSpec>,
+    pub limits: Limits,
+    pub approval: crate::approval::ApprovalSettings,
+}
+
+/// `[server]`: the MCP server to run behind the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Added to the proxy's own environment, in file order.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolicySettings {
+    /// What happens to a tool no rule matches.
+    pub default: DefaultAction,
+    /// How a refused call is answered.
+    pub violation: ViolationStyle,
+}
+
+/// The action for a tool no rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DefaultAction {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// The names of `[policy] default`.
+pub const DEFAULT_ACTIONS: Vocabulary<DefaultAction> = Vocabulary(&[
+    ("allow", DefaultAction::Allow),
+    ("deny", DefaultAction::Deny),
+]);
+
+impl DefaultAction {
+    pub fn as_str(&self) -> &'static str {
+        DEFAULT_ACTIONS.name_of(*self)
+    }
+}
+
+impl From<DefaultAction> for Action {
+    fn from(action: DefaultAction) -> Action {
+        match action {
+            DefaultAction::Allow => Action::Allow,
+            DefaultAction::Deny => Action::Deny,
+        }
+    }
+}
+
+/// How a refused `tools/call` is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViolationStyle {
+    /// A `CallToolResult` with `isError: true`, which the model sees and can react to.
+    #[default]
+    Result,
+    /// A JSON-RPC error response.
+    JsonRpcError,
+}
+
+/// The names of `[policy] violation`.
+pub const VIOLATION_STYLES: Vocabulary<ViolationStyle> = Vocabulary(&[
+    ("result", ViolationStyle::Result),
+    ("jsonrpc_error", ViolationStyle::JsonRpcError),
+]);
+
+impl ViolationStyle {
+    pub fn as_str(&self) -> &'static str {
+        VIOLATION_STYLES.name_of(*self)
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest message accepted in either direction, in bytes.
+    pub max_line_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+/// One `[[rules]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    /// 1-based position among the rules.
+    pub number: usize,
+    /// The line of the rule's `[[rules]]` header (or of its `{` when written inline).
+    pub line: usize,
+    pub name: Option<String>,
+    /// The pattern as written: an exact tool name or a glob.
+    pub tool: String,
+    /// The parsed glob when `tool` is one (it has glob characters); `None` for an exact name.
+    /// Parsed once here; the policy compiles all of them together.
+    pub glob: Option<globset::Glob>,
+    pub action: Action,
+    pub reason: Option<String>,
+    /// Only with `Action::Allow`.
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Also remove the tool from `tools/list`; only with `Action::Deny`.
+    pub hide: bool,
+    /// What a person's "approve for this session" covers; only with `Action::RequireApproval`.
+    pub session_grant: SessionGrant,
+}
+
+/// What "approve for this session" lets run again without asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionGrant {
+    /// The same exact call: the same tool with the same arguments.
+    #[default]
+    Call,
+    /// Any call to the same tool.
+    Tool,
+}
+
+/// The names of a rule's `session_grant`.
+pub const SESSION_GRANTS: Vocabulary<SessionGrant> =
+    Vocabulary(&[("call", SessionGrant::Call), ("tool", SessionGrant::Tool)]);
+
+/// What a rule does with a matching call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+    RequireApproval,
+}
+
+/// The names of a rule's `action`.
+pub const ACTIONS: Vocabulary<Action> = Vocabulary(&[
+    ("allow", Action::Allow),
+    ("deny", Action::Deny),
+    ("require_approval", Action::RequireApproval),
+]);
+
+impl Action {
+    pub fn as_str(&self) -> &'static str {
+        ACTIONS.name_of(*self)
+    }
+}
+
+/// A closed set of names a user writes and what each means, written once: parsing, printing
+/// and the "expected one of" of a message all read the same table.
+#[derive(Debug)]
+pub struct Vocabulary<T: 'static>(pub &'static [(&'static str, T)]);
+
+impl<T: Copy + PartialEq + 'static> Vocabulary<T> {
+    /// The meaning of `name`, if it is one of the names.
+    pub fn parse(&self, name: &str) -> Option<T> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// The name of `value`.
+    pub fn name_of(&self, value: T) -> &'static str {
+        self.0
+            .iter()
+            .find(|(_, v)| *v == value)
+            .map(|(n, _)| *n)
+            .expect("every value of a vocabulary has a name")
+    }
+
+    pub fn contains(&self, name: &&str) -> bool {
+        self.parse(name).is_some()
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// At most `max` calls in any sliding `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitSpec {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl Config {
+    /// Parses and validates `text`, collecting every problem rather than stopping at the first.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let mut checker = Checker::new(text);
+        let (document, syntax_errors) = DeTable::parse_recoverable(text);
+        // A document with syntax errors is only partly recovered; walking it would add
+        // problems (a missing `tool`, say) that are just echoes of the syntax error.
+        let config = if syntax_errors.is_empty() {
+            checker.document(document.get_ref())
+        } else {
+            for error in &syntax_errors {
+                checker.syntax_error(error);
+            }
+            Config::default()
+        };
+        checker.finish(config)
+    }
+
+    /// Reads the file at `path`, then [`Config::parse`]s it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|errors| ConfigError::Invalid {
+            path: path.to_owned(),
+            errors,
+        })
+    }
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &["server", "policy", "limits", "rules", "approval"];
+
+impl Checker<'_> {
+    fn document(&mut self, root: &DeTable<'_>) -> Config {
+        self.reject_unknown_keys(root, TOP_LEVEL_KEYS, "at the top level");
+        let mut config = Config::default();
+        if let Some(value) = root.get("server") {
+            config.server = self.server(value);
+        }
+        if let Some(value) = root.get("policy") {
+            config.policy = self.policy(value);
+        }
+        if let Some(value) = root.get("limits") {
+            config.limits = self.limits(value);
+        }
+        if let Some(value) = root.get("rules") {
+            config.rules = self.rules(value);
+        }
+        if let Some(value) = root.get("approval") {
+            config.approval = self.approval(value);
+        }
+        config
+    }
+}
+
+/// Parses a duration written as `<whole number><unit>`, the unit one of `ms`, `s`, `m`, `h`,
+/// `d` ("500ms", "90s", "5m", "1h", "1d"). Returns `None` for anything else; a value too large
+/// to represent saturates to `Duration::MAX` so that range checks reject it as too long.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return None;
+    }
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    let millis = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(millis_per_unit));
+    Some(millis.map_or(Duration::MAX, Duration::from_millis))
+}

@@ -1,0 +1,85 @@
+//! A compiled rule and its stable identity.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::{Action, RateLimitSpec, RuleSpec, SessionGrant};
+
+/// One `[[rules]]` entry, ready to match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// 1-based position in the file, as messages name it.
+    pub number: usize,
+    pub name: Option<String>,
+    /// The `tool` pattern as written.
+    pub pattern: String,
+    pub action: Action,
+    pub reason: Option<String>,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub hide: bool,
+    /// What "approve for this session" covers.
+    pub session_grant: SessionGrant,
+    /// What state of this rule (its rate-limit window) is kept under, across reloads.
+    pub key: RuleKey,
+}
+
+impl Rule {
+    pub fn from_spec(spec: &RuleSpec, key: RuleKey) -> Rule {
+        Rule {
+            number: spec.number,
+            name: spec.name.clone(),
+            pattern: spec.tool.clone(),
+            action: spec.action,
+            reason: spec.reason.clone(),
+            rate_limit: spec.rate_limit.clone(),
+            hide: spec.hide,
+            session_grant: spec.session_grant,
+            key,
+        }
+    }
+
+    /// How messages name the rule: `rule 3 ("name", tool = "x")`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("rule {} ({name:?}, tool = {:?})", self.number, self.pattern),
+            None => format!("rule {} (tool = {:?})", self.number, self.pattern),
+        }
+    }
+}
+
+/// A rule's identity, stable across a reload that adds, removes or reorders rules: its `name`
+/// when it has one, else its `tool` pattern (with `#2`, `#3`, ... for later unnamed rules of the
+/// same pattern). A rule's position is not its identity: inserting a rule above it would hand
+/// its rate-limit window to another rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleKey(pub(crate) Arc<str>);
+
+impl RuleKey {
+    /// The keys of `specs`, in order.
+    pub fn assign(specs: &[RuleSpec]) -> Vec<RuleKey> {
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        specs
+            .iter()
+            .map(|spec| {
+                let base = match &spec.name {
+                    Some(name) => format!("name:{name}"),
+                    None => format!("tool:{}", spec.tool),
+                };
+                let n = seen.entry(base.clone()).or_insert(0);
+                *n += 1;
+                let key = if *n == 1 { base } else { format!("{base}#{n}") };
+                RuleKey(key.into())
+            })
+            .collect()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RuleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

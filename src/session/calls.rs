@@ -1,0 +1,125 @@
+//! Client requests in flight: each with the stage it is in, its progress token and the batch
+//! whose single answer waits for it.
+//!
+//! A request enters the table when the proxy takes it on, whether it goes to the child at once
+//! or waits (for a person's approval) first, and leaves it when it is answered, refused or
+//! cancelled. Everything that asks "is the client waiting for this?" asks here.
+
+use std::collections::HashMap;
+
+use crate::message::RequestId;
+
+use super::held::Held;
+
+/// What a forwarded client request was, for reading its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    Initialize,
+    Discover,
+    ToolsList,
+    Other,
+}
+
+impl Purpose {
+    pub(super) fn of(method: &str) -> Purpose {
+        match method {
+            "initialize" => Purpose::Initialize,
+            "server/discover" => Purpose::Discover,
+            "tools/list" => Purpose::ToolsList,
+            _ => Purpose::Other,
+        }
+    }
+}
+
+/// Where a request in flight is.
+#[derive(Debug)]
+pub(super) enum Stage {
+    /// With the child, which will answer it.
+    Forwarded(Purpose),
+    /// A `tools/call` held back until a person decides; its line is owned here.
+    AwaitingApproval(Box<Held>),
+}
+
+#[derive(Debug)]
+pub(super) struct Call {
+    pub(super) stage: Stage,
+    pub(super) progress_token: Option<RequestId>,
+    /// The client batch this request came in, whose single answer waits for it.
+    pub(super) batch: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Calls {
+    by_id: HashMap<RequestId, Call>,
+    /// Progress tokens of the requests in flight, to the request each belongs to.
+    progress: HashMap<RequestId, RequestId>,
+}
+
+impl Calls {
+    pub(super) fn contains(&self, id: &RequestId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub(super) fn insert(&mut self, id: RequestId, call: Call) {
+        if let Some(token) = &call.progress_token {
+            self.progress.insert(token.clone(), id.clone());
+        }
+        self.by_id.insert(id, call);
+    }
+
+    pub(super) fn get(&self, id: &RequestId) -> Option<&Call> {
+        self.by_id.get(id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &RequestId) -> Option<&mut Call> {
+        self.by_id.get_mut(id)
+    }
+
+    pub(super) fn remove(&mut self, id: &RequestId) -> Option<Call> {
+        let call = self.by_id.remove(id)?;
+        if let Some(token) = &call.progress_token {
+            self.progress.remove(token);
+        }
+        Some(call)
+    }
+
+    /// Whether the child is working on `id`.
+    pub(super) fn is_forwarded(&self, id: &RequestId) -> bool {
+        matches!(
+            self.by_id.get(id),
+            Some(Call {
+                stage: Stage::Forwarded(_),
+                ..
+            })
+        )
+    }
+
+    /// Whether progress under `token` belongs to a request the child is working on.
+    pub(super) fn forwarded_progress(&self, token: &RequestId) -> bool {
+        self.progress
+            .get(token)
+            .is_some_and(|id| self.is_forwarded(id))
+    }
+
+    /// Takes every request the child was working on; held ones stay.
+    pub(super) fn drain_forwarded(&mut self) -> Vec<(RequestId, Call)> {
+        let ids: Vec<RequestId> = self
+            .by_id
+            .iter()
+            .filter(|(_, call)| matches!(call.stage, Stage::Forwarded(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.remove(&id).map(|call| (id, call)))
+            .collect()
+    }
+
+    /// The ids of the held calls, for a pass over them.
+    pub(super) fn held_ids(&self) -> Vec<RequestId> {
+        self.by_id
+            .iter()
+            .filter(|(_, call)| matches!(call.stage, Stage::AwaitingApproval(_)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}

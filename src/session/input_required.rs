@@ -1,0 +1,223 @@
+//! Approval in 2026-07-28: an `InputRequiredResult` now, and the client's retry checked later.
+//!
+//! Nothing is held: the first `tools/call` is answered with the question and a sealed
+//! `requestState` (see `approval::seal`). The retry comes as a new request carrying the
+//! person's answer in `inputResponses` and the state echoed. It is judged again under the rules
+//! as they are then; only a rule that still requires approval reads the answer, and only a
+//! state whose seal matches this tool and these arguments, unexpired and unused, lets it count.
+//! The proxy's own members are taken out of `params` before the call is forwarded.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tracing::info;
+
+use super::judge::{Request, Verdict, verdict};
+use super::refusal::ApprovalRefusal;
+use super::{Effect, Session};
+use crate::approval::digest::arguments_digest;
+use crate::approval::{self, Answer, INPUT_KEY};
+use crate::json;
+use crate::message::{self, RequestId};
+use crate::policy::{Decision, Rule};
+use crate::reply;
+
+impl Session {
+    /// Answers `id` with the approval question as an `InputRequiredResult`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn input_required(
+        &mut self,
+        id: &RequestId,
+        tool: &str,
+        arguments: Option<&[u8]>,
+        rule: &Arc<Rule>,
+        now: Instant,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'_>>,
+    ) {
+        let question = self.question(tool, arguments, rule);
+        let digest = arguments_digest(arguments);
+        let state = self
+            .sealer
+            .seal(tool, &digest, now, self.settings.approval.timeout);
+        info!(
+            tool = %tool, %id, rule = rule.number, code = %question.code,
+            "asking for a person's approval (2026-07-28 input request)"
+        );
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": {
+                INPUT_KEY: {
+                    "method": "elicitation/create",
+                    "params": question.elicitation_params(true),
+                },
+            },
+            "requestState": state,
+        });
+        self.answer(batch, reply::response(Some(id), "result", &result), out);
+    }
+
+    /// A `tools/call` carrying a `requestState` of the proxy's own.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_approval_retry<'a>(
+        &mut self,
+        request: Request<'a>,
+        tool: &str,
+        arguments: Option<&[u8]>,
+        state: &str,
+        decision: Decision,
+        now: Instant,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        let Some(id) = request.id.clone() else {
+            info!(tool = %tool, "dropped a tools/call notification carrying an approval state");
+            return;
+        };
+        let style = self.style_for(request.params);
+        let modern = self.era.is_modern(request.meta);
+        let params = request.params.expect("a state was read from params");
+        let rule = match verdict(decision) {
+            Verdict::Ask(rule) => rule,
+            Verdict::Forward(decision) => {
+                // The rules no longer ask: the call goes through as any allowed call does.
+                self.policy.admit(&decision, &mut self.state, now);
+                let line = strip_proxy_members(&request.line, params);
+                self.forward_call(Some(id), request.meta, Cow::Owned(line), batch, out);
+                return;
+            }
+            Verdict::HideAsUnknown(_) => {
+                let error = reply::error(
+                    Some(&id),
+                    reply::INVALID_PARAMS,
+                    &format!("Unknown tool: {tool}"),
+                    None,
+                );
+                self.answer(batch, error, out);
+                return;
+            }
+            Verdict::Refuse(decision) => {
+                self.refuse(
+                    Some(&id),
+                    request.params,
+                    request.meta,
+                    tool,
+                    &decision,
+                    batch,
+                    out,
+                );
+                return;
+            }
+        };
+        let digest = arguments_digest(arguments);
+        if let Err(broken) = self.sealer.open(state, tool, &digest, now) {
+            let why = ApprovalRefusal::Denied {
+                channel: "elicitation",
+                note: Some(broken.describe().to_owned()),
+            };
+            let line = self.refuse_approval(&id, tool, &rule, &why, style, modern);
+            self.answer(batch, line, out);
+            return;
+        }
+        let answer = json::get(params, "inputResponses")
+            .and_then(|responses| json::get(responses, INPUT_KEY))
+            .map(approval::read_elicit_result)
+            .unwrap_or(Answer::Deny {
+                note: Some("the retry carried no answer to the approval question".to_owned()),
+            });
+        match answer {
+            Answer::Deny { note } => {
+                let why = ApprovalRefusal::Denied {
+                    channel: "elicitation",
+                    note,
+                };
+                let line = self.refuse_approval(&id, tool, &rule, &why, style, modern);
+                self.answer(batch, line, out);
+            }
+            approved => {
+                if approved == Answer::ApproveForSession {
+                    self.grant(tool, arguments, &rule);
+                }
+                info!(tool = %tool, %id, "a person approved the call; forwarding it");
+                let line = strip_proxy_members(&request.line, params);
+                self.forward_call(Some(id), request.meta, Cow::Owned(line), batch, out);
+            }
+        }
+    }
+}
+
+/// `line` (ending in `\n`) with the proxy's members taken out of `params` (a slice of it): its
+/// `requestState`, and its own answer in `inputResponses` (the member goes when nothing else is
+/// left in it). The server never sees the proxy's question or the person's answer.
+fn strip_proxy_members(line: &[u8], params: &[u8]) -> Vec<u8> {
+    let content = &line[..line.len() - 1];
+    let mut rebuilt = Vec::with_capacity(params.len());
+    rebuilt.push(b'{');
+    let mut first = true;
+    let mut member = |rebuilt: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if !first {
+            rebuilt.push(b',');
+        }
+        first = false;
+        json::write_str(rebuilt, key);
+        rebuilt.push(b':');
+        rebuilt.extend_from_slice(value);
+    };
+    for (key, value) in json::members(params) {
+        match key.as_ref() {
+            "requestState" => {}
+            "inputResponses" => {
+                let mut others = Vec::new();
+                others.push(b'{');
+                let mut any = false;
+                for (inner, answer) in json::members(value) {
+                    if inner == INPUT_KEY {
+                        continue;
+                    }
+                    if any {
+                        others.push(b',');
+                    }
+                    any = true;
+                    json::write_str(&mut others, &inner);
+                    others.push(b':');
+                    others.extend_from_slice(answer);
+                }
+                others.push(b'}');
+                if any {
+                    member(&mut rebuilt, &key, &others);
+                }
+            }
+            _ => member(&mut rebuilt, &key, value),
+        }
+    }
+    rebuilt.push(b'}');
+    message::splice_line(content, params, &rebuilt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_proxy_members_are_taken_out() {
+        let line = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"inputResponses":{"mcp-policy-proxy/approval":{"action":"accept"},"server/own":{"x":1}},"requestState":"s","name":"t","arguments":{"a":1}}}
+"#;
+        let content = &line[..line.len() - 1];
+        let params = json::get(content, "params").unwrap();
+        let out = strip_proxy_members(line, params);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"inputResponses\":{\"server/own\":{\"x\":1}},\"name\":\"t\",\"arguments\":{\"a\":1}}}\n"
+        );
+        let only_ours = br#"{"id":1,"method":"tools/call","params":{"name":"t","inputResponses":{"mcp-policy-proxy/approval":{}},"requestState":"s"}}
+"#;
+        let content = &only_ours[..only_ours.len() - 1];
+        let params = json::get(content, "params").unwrap();
+        assert_eq!(
+            String::from_utf8(strip_proxy_members(only_ours, params)).unwrap(),
+            "{\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"t\"}}\n"
+        );
+    }
+}

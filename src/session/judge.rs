@@ -1,0 +1,249 @@
+//! Where a `tools/call` is judged: the policy's [`Decision`] becomes a [`Verdict`], and the
+//! session carries the verdict out.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use super::refusal::{self, ApprovalRefusal};
+use super::{Effect, Session, calls::Purpose};
+use crate::approval::seal::STATE_PREFIX;
+use crate::config::ViolationStyle;
+use crate::json;
+use crate::message::{self, RequestId};
+use crate::policy::{Call, Decision, Rule};
+use crate::reply;
+
+/// A `tools/call` from the client, request or notification.
+pub(super) struct Request<'a> {
+    pub(super) id: Option<RequestId>,
+    pub(super) params: Option<&'a [u8]>,
+    pub(super) name: Option<&'a [u8]>,
+    pub(super) meta: Option<&'a [u8]>,
+    pub(super) line: Cow<'a, [u8]>,
+}
+
+/// What the session does with a call, given the policy's decision.
+#[derive(Debug, PartialEq)]
+pub(super) enum Verdict {
+    /// Forward it, and count it under its rule.
+    Forward(Decision),
+    /// Answer as if the tool did not exist, so that hiding reveals nothing.
+    HideAsUnknown(Arc<Rule>),
+    /// Ask a person.
+    Ask(Arc<Rule>),
+    Refuse(Decision),
+}
+
+/// The verdict on a decision: a pure function, tested with a table.
+pub(super) fn verdict(decision: Decision) -> Verdict {
+    match decision {
+        Decision::Allow { .. } => Verdict::Forward(decision),
+        Decision::Deny { rule } if rule.hide => Verdict::HideAsUnknown(rule),
+        Decision::ApprovalRequired { rule } => Verdict::Ask(rule),
+        Decision::Deny { .. } | Decision::RateLimited { .. } | Decision::DefaultDeny => {
+            Verdict::Refuse(decision)
+        }
+    }
+}
+
+impl Session {
+    pub(super) fn on_tools_call<'a>(
+        &mut self,
+        request: Request<'a>,
+        now: Instant,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        let Some(tool) = message::tool_name(request.name) else {
+            match &request.id {
+                Some(id) => self.answer(
+                    batch,
+                    reply::error(
+                        Some(id),
+                        reply::INVALID_PARAMS,
+                        "Invalid params: tools/call needs \"params.name\" as a string",
+                        None,
+                    ),
+                    out,
+                ),
+                None => warn!("dropped a tools/call notification without a tool name"),
+            }
+            return;
+        };
+        let arguments = request.params.and_then(|p| json::get(p, "arguments"));
+        let state = request
+            .params
+            .and_then(|p| json::get(p, "requestState"))
+            .and_then(json::as_str)
+            .filter(|state| state.starts_with(STATE_PREFIX));
+        let call = Call {
+            tool: &tool,
+            arguments,
+            tool_info: self.catalog.get(&tool),
+        };
+        let decision = self.policy.evaluate(&call, &mut self.state, now);
+        if let Some(state) = state {
+            self.on_approval_retry(request, &tool, arguments, &state, decision, now, batch, out);
+            return;
+        }
+        match verdict(decision) {
+            Verdict::Forward(decision) => {
+                debug!(tool = %tool, "allowed a tool call");
+                self.policy.admit(&decision, &mut self.state, now);
+                self.forward_call(request.id, request.meta, request.line, batch, out);
+            }
+            Verdict::HideAsUnknown(rule) => {
+                info!(tool = %tool, rule = rule.number, "refused a call to a hidden tool");
+                if let Some(id) = &request.id {
+                    let error = reply::error(
+                        Some(id),
+                        reply::INVALID_PARAMS,
+                        &format!("Unknown tool: {tool}"),
+                        None,
+                    );
+                    self.answer(batch, error, out);
+                }
+            }
+            Verdict::Refuse(decision) => {
+                self.refuse(
+                    request.id.as_ref(),
+                    request.params,
+                    request.meta,
+                    &tool,
+                    &decision,
+                    batch,
+                    out,
+                );
+            }
+            Verdict::Ask(rule) => {
+                if self.grants.covers(&tool, arguments, &rule) {
+                    info!(tool = %tool, rule = rule.number, "a session grant approves the call");
+                    self.forward_call(request.id, request.meta, request.line, batch, out);
+                    return;
+                }
+                let Some(id) = request.id else {
+                    info!(tool = %tool, "dropped a tools/call without an id: it needs a person's approval, which cannot be asked without an id");
+                    return;
+                };
+                let request = Request {
+                    id: Some(id),
+                    ..request
+                };
+                self.ask(request, &tool, arguments, rule, now, batch, out);
+            }
+        }
+    }
+
+    /// Forwards a judged call: a request enters the table of requests in flight.
+    pub(super) fn forward_call<'a>(
+        &mut self,
+        id: Option<RequestId>,
+        meta: Option<&[u8]>,
+        line: Cow<'a, [u8]>,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        match id {
+            Some(id) => self.forward_request(id, Purpose::Other, meta, line, batch, out),
+            None => self.forward(line, None, out),
+        }
+    }
+
+    /// How a refusal for this call is shaped: a task-augmented call expects a task, not a tool
+    /// result, so a JSON-RPC error is the only refusal of the right shape.
+    pub(super) fn style_for(&self, params: Option<&[u8]>) -> ViolationStyle {
+        if params.and_then(|p| json::get(p, "task")).is_some() {
+            ViolationStyle::JsonRpcError
+        } else {
+            self.settings.violation
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refuse(
+        &mut self,
+        id: Option<&RequestId>,
+        params: Option<&[u8]>,
+        meta: Option<&[u8]>,
+        tool: &str,
+        decision: &Decision,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'_>>,
+    ) {
+        let text = refusal::refusal_text(tool, decision);
+        let Some(id) = id else {
+            info!(tool = %tool, "dropped a tools/call without an id: {text}");
+            return;
+        };
+        info!(tool = %tool, %id, "{text}");
+        let style = self.style_for(params);
+        let modern = self.era.is_modern(meta);
+        let line = refusal::policy_refusal(id, tool, decision, style, modern);
+        self.answer(batch, line, out);
+    }
+
+    /// Refuses a call whose approval did not happen.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refuse_approval(
+        &mut self,
+        id: &RequestId,
+        tool: &str,
+        rule: &Rule,
+        why: &ApprovalRefusal,
+        style: ViolationStyle,
+        modern: bool,
+    ) -> Vec<u8> {
+        info!(tool = %tool, %id, decision = why.kind(), "{}", refusal::approval_text(tool, rule, why));
+        refusal::approval_refusal(id, tool, rule, why, style, modern)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Action;
+    use crate::policy::RuleKey;
+
+    fn rule(action: Action, hide: bool) -> Arc<Rule> {
+        Arc::new(Rule {
+            number: 1,
+            name: None,
+            pattern: "t".into(),
+            action,
+            reason: None,
+            rate_limit: None,
+            hide,
+            session_grant: Default::default(),
+            key: RuleKey("tool:t".into()),
+        })
+    }
+
+    #[test]
+    fn each_decision_has_one_verdict() {
+        let allow = Decision::Allow { rule: None };
+        assert_eq!(verdict(allow.clone()), Verdict::Forward(allow));
+        let deny = Decision::Deny {
+            rule: rule(Action::Deny, false),
+        };
+        assert_eq!(verdict(deny.clone()), Verdict::Refuse(deny));
+        let hidden = rule(Action::Deny, true);
+        assert_eq!(
+            verdict(Decision::Deny {
+                rule: hidden.clone()
+            }),
+            Verdict::HideAsUnknown(hidden)
+        );
+        let ask = rule(Action::RequireApproval, false);
+        assert_eq!(
+            verdict(Decision::ApprovalRequired { rule: ask.clone() }),
+            Verdict::Ask(ask)
+        );
+        assert_eq!(
+            verdict(Decision::DefaultDeny),
+            Verdict::Refuse(Decision::DefaultDeny)
+        );
+    }
+}

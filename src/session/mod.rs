@@ -1,0 +1,575 @@
+//! The session: everything the proxy remembers between messages, and what each message causes.
+//!
+//! For every line from the client or the child, the session decides what goes where: forward it
+//! unchanged, forward it changed (remapped ids, hidden tools removed), answer it itself, hold it
+//! until a person decides, or drop it. It does no I/O: the relay reads lines, hands them here
+//! with the time, and carries out the [`Effect`]s that come back, so the rules of the protocol
+//! live in one place and can be tested without processes. Besides lines, a session is woken by
+//! the time ([`Session::on_tick`]) and by work done elsewhere ([`Session::on_approver_done`]).
+//!
+//! The rooms: `calls` (client requests in flight and their stages), `outstanding` (the ids the
+//! proxy issues to the client), `judge` (how a `tools/call` is decided), `held` (calls waiting
+//! for a person), `batch` (2025-03-26 batches), `tools_list` (hiding tools, remembering what
+//! the server declared), `era` (protocol era and client capabilities), `refusal` (what a
+//! refusal says).
+
+mod batch;
+mod calls;
+mod effect;
+pub mod era;
+mod held;
+mod input_required;
+mod judge;
+mod outstanding;
+pub mod refusal;
+mod tools_list;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{debug, warn};
+
+use crate::approval::ApprovalSettings;
+use crate::approval::seal::{Sealer, fresh_key};
+use crate::config::ViolationStyle;
+use crate::json::{self, Kind};
+use crate::message::{self, Message, RequestId};
+use crate::policy::{Policy, PolicyState};
+use crate::reply;
+use batch::Batches;
+use calls::{Call, Calls, Purpose, Stage};
+pub use effect::{Checked, Effect};
+use era::Era;
+use held::Grants;
+use outstanding::{Issued, Outstanding};
+use tools_list::Catalog;
+
+/// What a session is told about its surroundings.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// How a refused call is answered.
+    pub violation: ViolationStyle,
+    pub approval: ApprovalSettings,
+    /// The server behind the proxy, as a person is shown it.
+    pub server: String,
+    /// This proxy process among others, for the approval command and logs.
+    pub session_id: String,
+}
+
+/// The state of one proxied session.
+pub struct Session {
+    policy: Arc<Policy>,
+    state: PolicyState,
+    settings: Settings,
+    calls: Calls,
+    issued: Issued,
+    batches: Batches,
+    era: Era,
+    catalog: Catalog,
+    grants: Grants,
+    sealer: Sealer,
+    /// Numbers approval-command runs and approval codes.
+    next_job: u64,
+    /// The child can take no more input; requests are answered here instead.
+    child_gone: bool,
+}
+
+impl Session {
+    /// A session with the default settings but for the violation style.
+    pub fn new(policy: Policy, violation: ViolationStyle) -> Session {
+        Session::with_settings(
+            policy,
+            Settings {
+                violation,
+                ..Settings::default()
+            },
+        )
+    }
+
+    pub fn with_settings(policy: Policy, settings: Settings) -> Session {
+        let state = policy.new_state();
+        let key = fresh_key().unwrap_or_else(|err| {
+            warn!("cannot read /dev/urandom ({err}); approval states use a weaker key");
+            weak_key()
+        });
+        Session {
+            policy: Arc::new(policy),
+            state,
+            settings,
+            calls: Calls::default(),
+            issued: Issued::default(),
+            batches: Batches::default(),
+            era: Era::default(),
+            catalog: Catalog::default(),
+            grants: Grants::default(),
+            sealer: Sealer::new(key, Instant::now()),
+            next_job: u64::from_le_bytes(key[8..16].try_into().expect("8 bytes")) >> 16,
+            child_gone: false,
+        }
+    }
+
+    pub fn protocol_version(&self) -> Option<&str> {
+        self.era.server_version()
+    }
+
+    /// Handles one line from the client (ending in `\n`).
+    pub fn on_client_line<'a>(&mut self, line: &'a [u8], now: Instant, out: &mut Vec<Effect<'a>>) {
+        self.on_checked_client_line(Checked::check(line), now, out);
+    }
+
+    /// [`Session::on_client_line`] for a line already validated by [`Checked::check`].
+    pub fn on_checked_client_line<'a>(
+        &mut self,
+        checked: Checked<'a>,
+        now: Instant,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        let Checked { line, valid } = checked;
+        let content = &line[..line.len() - 1];
+        if content.is_empty() {
+            return;
+        }
+        let outline = match valid {
+            Ok(outline) => outline,
+            Err(err) => {
+                answer_unreadable(content, &err.to_string(), out);
+                return;
+            }
+        };
+        match json::kind(content) {
+            Kind::Object => {
+                self.on_client_object(content, &outline, Cow::Borrowed(line), now, None, out);
+            }
+            Kind::Array => self.on_client_batch(content, now, out),
+            other => warn!(kind = ?other, "dropped a client message that is not a JSON object"),
+        }
+    }
+
+    /// `content` is one validated object; `line` is the same bytes ending in a newline, as they
+    /// would be forwarded. `batch` is the client batch it came in, if any.
+    fn on_client_object<'a>(
+        &mut self,
+        content: &'a [u8],
+        outline: &json::Outline,
+        line: Cow<'a, [u8]>,
+        now: Instant,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        let message = match message::classify_outlined(content, outline) {
+            Ok(message) => message,
+            Err(invalid) => {
+                match &invalid.id {
+                    Some(id) => self.answer(
+                        batch,
+                        reply::error(
+                            Some(id),
+                            reply::INVALID_REQUEST,
+                            &format!("Invalid Request: {}", invalid.reason),
+                            None,
+                        ),
+                        out,
+                    ),
+                    None => warn!("dropped an invalid client message: {}", invalid.reason),
+                }
+                return;
+            }
+        };
+        match message {
+            Message::Request {
+                id,
+                method,
+                params,
+                name,
+                meta,
+            } => {
+                if self.calls.contains(&id) {
+                    let error = reply::error(
+                        Some(&id),
+                        reply::INVALID_REQUEST,
+                        &format!(
+                            "Invalid Request: id {id} is already used by a request in progress"
+                        ),
+                        None,
+                    );
+                    self.answer(batch, error, out);
+                    return;
+                }
+                if method == "tools/call" {
+                    let call = judge::Request {
+                        id: Some(id),
+                        params,
+                        name,
+                        meta,
+                        line,
+                    };
+                    self.on_tools_call(call, now, batch, out);
+                    return;
+                }
+                if method == "initialize" {
+                    self.era.on_initialize_request(params);
+                }
+                self.forward_request(id, Purpose::of(&method), meta, line, batch, out);
+            }
+            Message::Notification {
+                method,
+                params,
+                name,
+                meta,
+            } => match method.as_ref() {
+                "tools/call" => {
+                    let call = judge::Request {
+                        id: None,
+                        params,
+                        name,
+                        meta,
+                        line,
+                    };
+                    self.on_tools_call(call, now, batch, out);
+                }
+                "notifications/cancelled" => {
+                    let target = params
+                        .and_then(|p| json::get(p, "requestId"))
+                        .and_then(RequestId::from_json);
+                    match target {
+                        Some(target) if self.calls.is_forwarded(&target) => {
+                            self.forward(line, None, out);
+                        }
+                        Some(target) if self.calls.contains(&target) => {
+                            self.withdraw(&target, out);
+                        }
+                        target => debug!(
+                            ?target,
+                            "dropped a cancellation for a request the server is not working on"
+                        ),
+                    }
+                }
+                _ => self.forward(line, None, out),
+            },
+            Message::Response {
+                id, id_raw, result, ..
+            } => match self.issued.take(&id) {
+                Some(Outstanding::ChildRequest(child_id)) => {
+                    let line = message::splice_line(content, id_raw, &child_id.to_json());
+                    self.forward(Cow::Owned(line), None, out);
+                }
+                Some(Outstanding::Approval { call }) => {
+                    self.on_elicitation_answer(&call, result, now, out);
+                }
+                None => warn!(
+                    %id,
+                    "dropped a client response to a request nobody made (or one withdrawn)"
+                ),
+            },
+        }
+    }
+
+    /// An answer of the proxy's own to a client request: into its batch's answer when it came in
+    /// a batch, else straight to the client.
+    fn answer<'a>(&mut self, batch: Option<u64>, line: Vec<u8>, out: &mut Vec<Effect<'a>>) {
+        match batch {
+            Some(batch) => self.batches.add_answer(batch, line),
+            None => out.push(Effect::Client(Cow::Owned(line))),
+        }
+    }
+
+    fn forward_request<'a>(
+        &mut self,
+        id: RequestId,
+        purpose: Purpose,
+        meta: Option<&[u8]>,
+        line: Cow<'a, [u8]>,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        if self.child_gone {
+            self.answer(batch, child_gone_error(&id), out);
+            return;
+        }
+        self.enter(
+            id.clone(),
+            Call {
+                stage: Stage::Forwarded(purpose),
+                progress_token: message::progress_token(meta),
+                batch,
+            },
+        );
+        out.push(Effect::Child {
+            line,
+            request: Some(id),
+        });
+    }
+
+    /// A request enters the table of requests in flight; a batch it came in waits for it.
+    fn enter(&mut self, id: RequestId, call: Call) {
+        if let Some(batch) = call.batch {
+            self.batches.wait_for(batch);
+        }
+        self.calls.insert(id, call);
+    }
+
+    fn forward<'a>(
+        &mut self,
+        line: impl Into<Cow<'a, [u8]>>,
+        request: Option<RequestId>,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        if self.child_gone {
+            return;
+        }
+        out.push(Effect::Child {
+            line: line.into(),
+            request,
+        });
+    }
+
+    /// Sends the answer to a request in flight to the client, or into its batch's answer.
+    fn deliver<'a>(&mut self, call: &Call, answer: Cow<'a, [u8]>, out: &mut Vec<Effect<'a>>) {
+        match call.batch {
+            None => out.push(Effect::Client(answer)),
+            Some(batch) => {
+                if let Some(line) = self.batches.answered(batch, answer.into_owned()) {
+                    out.push(Effect::Client(Cow::Owned(line)));
+                }
+            }
+        }
+    }
+
+    /// The child could not take a request: answer it, since the child never will.
+    pub fn on_forward_failed(&mut self, request: &RequestId, out: &mut Vec<Effect<'_>>) {
+        self.child_gone = true;
+        if self.calls.is_forwarded(request)
+            && let Some(call) = self.calls.remove(request)
+        {
+            self.deliver(&call, Cow::Owned(child_gone_error(request)), out);
+        }
+    }
+
+    /// Handles one line from the child (ending in `\n`).
+    pub fn on_child_line<'a>(&mut self, line: &'a [u8], out: &mut Vec<Effect<'a>>) {
+        self.on_checked_child_line(Checked::check(line), out);
+    }
+
+    /// [`Session::on_child_line`] for a line already validated by [`Checked::check`].
+    pub fn on_checked_child_line<'a>(&mut self, checked: Checked<'a>, out: &mut Vec<Effect<'a>>) {
+        let Checked { line, valid } = checked;
+        let content = &line[..line.len() - 1];
+        if content.is_empty() {
+            return;
+        }
+        let outline = match valid {
+            Ok(outline) => outline,
+            Err(err) => {
+                warn!("dropped server output that is not strict JSON: {err}");
+                return;
+            }
+        };
+        match json::kind(content) {
+            Kind::Object => self.on_child_object(content, &outline, Cow::Borrowed(line), out),
+            Kind::Array if self.era.has_batches() => {
+                // A 2025-03-26 server may batch; its messages go on one at a time.
+                for element in json::elements(content) {
+                    if json::kind(element) != Kind::Object {
+                        warn!("dropped a server batch element that is not an object");
+                        continue;
+                    }
+                    let walk = json::Outline::default();
+                    self.on_child_object(element, &walk, Cow::Owned(batch::as_line(element)), out);
+                }
+            }
+            _ => warn!("dropped server output that is not a single JSON-RPC message object"),
+        }
+    }
+
+    fn on_child_object<'a>(
+        &mut self,
+        content: &'a [u8],
+        outline: &json::Outline,
+        line: Cow<'a, [u8]>,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        let message = match message::classify_outlined(content, outline) {
+            Ok(message) => message,
+            Err(invalid) => {
+                warn!("dropped an invalid server message: {}", invalid.reason);
+                return;
+            }
+        };
+        match message {
+            Message::Response { id, result, .. } => {
+                if !self.calls.is_forwarded(&id) {
+                    warn!(%id, "dropped a server response to a request the client is not waiting for");
+                    return;
+                }
+                let call = self.calls.remove(&id).expect("checked above");
+                let Stage::Forwarded(purpose) = call.stage else {
+                    unreachable!("checked above")
+                };
+                let mut answer = line;
+                match (purpose, result) {
+                    (Purpose::Initialize, Some(result)) => {
+                        self.era.on_initialize_result(result);
+                        debug!(version = ?self.era.server_version(), "server answered initialize");
+                    }
+                    (Purpose::Discover, Some(result)) => self.era.on_discover_result(result),
+                    (Purpose::ToolsList, Some(result)) => {
+                        if let Some(filtered) = self.on_tools_list(content, result) {
+                            answer = Cow::Owned(filtered);
+                        }
+                    }
+                    _ => {}
+                }
+                self.deliver(&call, answer, out);
+            }
+            Message::Request { id, .. } => {
+                let proxy_id = self.issued.issue(Outstanding::ChildRequest(id));
+                let env = message::envelope(outline.members(content)).expect("classified above");
+                let id_raw = env.id.expect("a request has an id");
+                let line = message::splice_line(content, id_raw, proxy_id.to_string().as_bytes());
+                out.push(Effect::Client(Cow::Owned(line)));
+            }
+            Message::Notification { method, params, .. } => match method.as_ref() {
+                "notifications/progress" => {
+                    let token = params
+                        .and_then(|p| json::get(p, "progressToken"))
+                        .and_then(RequestId::from_json);
+                    match token {
+                        Some(token) if self.calls.forwarded_progress(&token) => {
+                            out.push(Effect::Client(line));
+                        }
+                        token => debug!(?token, "dropped progress for no request in progress"),
+                    }
+                }
+                "notifications/cancelled" => {
+                    let target = params.and_then(|p| json::get(p, "requestId"));
+                    let proxy_id = target
+                        .and_then(RequestId::from_json)
+                        .and_then(|child_id| self.issued.take_child_request(&child_id));
+                    match (target, proxy_id) {
+                        (Some(raw), Some(proxy_id)) => {
+                            let line =
+                                message::splice_line(content, raw, proxy_id.to_string().as_bytes());
+                            out.push(Effect::Client(Cow::Owned(line)));
+                        }
+                        _ => debug!("dropped a server cancellation for no request of its own"),
+                    }
+                }
+                _ => out.push(Effect::Client(line)),
+            },
+        }
+    }
+
+    /// A client line over the length limit was thrown away. If its id can be read at either end,
+    /// the request is answered, so the client does not wait for an answer that cannot come.
+    pub fn on_client_too_long(
+        &self,
+        len: usize,
+        head: &[u8],
+        tail: &[u8],
+        limit: usize,
+        out: &mut Vec<Effect<'_>>,
+    ) {
+        let Some(id) = message::id_at_edges(head, tail) else {
+            warn!(
+                len,
+                limit, "dropped a client message longer than the limit (max_line_bytes)"
+            );
+            return;
+        };
+        warn!(%id, len, limit, "refused a client message longer than the limit (max_line_bytes)");
+        out.push(Effect::Client(Cow::Owned(reply::error(
+            Some(&id),
+            reply::INVALID_REQUEST,
+            &format!(
+                "Invalid Request: the message is {len} bytes, over the proxy's limit of {limit} \
+                 (max_line_bytes); it was not forwarded"
+            ),
+            None,
+        ))));
+    }
+
+    /// A server line over the length limit was thrown away. If it answered a request the client
+    /// is waiting for, that request gets an error instead.
+    pub fn on_child_too_long(
+        &mut self,
+        len: usize,
+        head: &[u8],
+        tail: &[u8],
+        limit: usize,
+        out: &mut Vec<Effect<'_>>,
+    ) {
+        let waiting = message::id_at_edges(head, tail)
+            .filter(|id| self.calls.is_forwarded(id))
+            .and_then(|id| self.calls.remove(&id).map(|call| (id, call)));
+        let Some((id, call)) = waiting else {
+            warn!(
+                len,
+                limit, "dropped a server message longer than the limit (max_line_bytes)"
+            );
+            return;
+        };
+        warn!(%id, len, limit, "dropped a server answer longer than the limit (max_line_bytes)");
+        let error = reply::error(
+            Some(&id),
+            reply::INTERNAL_ERROR,
+            &format!(
+                "the MCP server's answer was {len} bytes, over the proxy's limit of {limit} \
+                 (max_line_bytes); it was not passed on"
+            ),
+            None,
+        );
+        self.deliver(&call, Cow::Owned(error), out);
+    }
+
+    /// The child has exited: every request still waiting on it gets an error, so the client
+    /// never hangs. Held calls stay held: if they are approved, they are answered then.
+    pub fn on_child_exit(&mut self, how: &str, out: &mut Vec<Effect<'static>>) {
+        self.child_gone = true;
+        self.issued.clear_child_requests();
+        let message = format!("the MCP server exited ({how}) before answering this request");
+        for (id, call) in self.calls.drain_forwarded() {
+            let error = reply::error(Some(&id), reply::INTERNAL_ERROR, &message, None);
+            self.deliver(&call, Cow::Owned(error), out);
+        }
+    }
+}
+
+/// A line that is not strict JSON: answer under its id if one can be read at all.
+fn answer_unreadable(content: &[u8], why: &str, out: &mut Vec<Effect<'_>>) {
+    let id = serde_json::from_slice::<serde_json::Value>(content)
+        .ok()
+        .and_then(|v| v.get("id").map(|id| id.to_string()))
+        .and_then(|id| RequestId::from_json(id.as_bytes()));
+    match id {
+        Some(id) => {
+            warn!(%id, "refused a client message that is not strict JSON: {why}");
+            out.push(Effect::Client(Cow::Owned(reply::error(
+                Some(&id),
+                reply::PARSE_ERROR,
+                &format!("Parse error: {why}; the message was not forwarded"),
+                None,
+            ))));
+        }
+        None => warn!("dropped a client message that is not strict JSON: {why}"),
+    }
+}
+
+fn child_gone_error(id: &RequestId) -> Vec<u8> {
+    reply::error(
+        Some(id),
+        reply::INTERNAL_ERROR,
+        "the MCP server is no longer running; the request was not delivered",
+        None,
+    )
+}
+
+/// A key from the standard library's randomly seeded hasher, when the OS source cannot be read.
+fn weak_key() -> [u8; 32] {
+    use std::hash::{BuildHasher as _, RandomState};
+    let mut key = [0; 32];
+    for (i, chunk) in key.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&RandomState::new().hash_one(i).to_le_bytes());
+    }
+    key
+}

@@ -75,6 +75,9 @@ LABELS = {
     "default_deny": ("DENIED (no rule)", "31"),
     "rate_limited": ("RATE-LIMITED", "33"),
     "approval_required": ("APPROVAL REQUIRED", "35"),
+    "approval_unavailable": ("APPROVAL REQUIRED, NOBODY TO ASK", "35"),
+    "approval_denied": ("REFUSED BY A PERSON", "35"),
+    "approval_timeout": ("NOBODY APPROVED IN TIME", "35"),
 }
 
 COLOR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")

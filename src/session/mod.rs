@@ -109,6 +109,15 @@ impl Session {
         }
     }
 
+    /// Replaces the policy between two decisions (a reload). Each rate-limit window stays with
+    /// the rule of the same identity; held calls keep the rule they were held under, and are
+    /// judged again under this policy when a person approves them.
+    pub fn replace_policy(&mut self, policy: Policy) {
+        let old = std::mem::replace(&mut self.state, policy.new_state());
+        self.state = policy.carry_over(&self.policy, old);
+        self.policy = Arc::new(policy);
+    }
+
     pub fn protocol_version(&self) -> Option<&str> {
         self.era.server_version()
     }

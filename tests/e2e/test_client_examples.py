@@ -226,7 +226,7 @@ def test_example_command_line_really_works(example: Example, valkey: Valkey, wor
             admin = await client.call_tool("valkey_admin", {"command": "FLUSHALL", "args": [], "confirm": True})
             assert_refused(admin, decision="deny", tool="valkey_admin", rule=3, pattern="valkey_admin")
             doc = await client.call_tool("json_set", {"key": f"{prefix}doc", "path": "$", "value": "{}"})
-            assert_refused(doc, decision="approval_required", tool="json_set", rule=5, pattern="json_*")
+            assert_refused(doc, decision="approval_unavailable", tool="json_set", rule=5, pattern="json_*")
 
     harness.run(session)
     assert valkey("GET", f"{prefix}k") == example.client

@@ -186,7 +186,7 @@ def test_require_approval_without_a_way_to_ask_refuses_and_writes_nothing(
         async with harness.open_client(harness.proxied(valkey, workdir, policy)) as client:
             result = await client.call_tool("valkey_write", {"command": "SET", "args": [f"{prefix}k", "v"]})
             assert_refused(
-                result, decision="approval_required", tool="valkey_write", rule=1, pattern="valkey_write",
+                result, decision="approval_unavailable", tool="valkey_write", rule=1, pattern="valkey_write",
                 reason=APPROVAL_REASON,
             )
             assert "approval" in harness.text_of(result)

@@ -1,0 +1,619 @@
+//! Approval, driven line by line without processes: the proxy's question, the person's answer,
+//! time-outs with injected time, withdrawal, grants, the approval command's effects, and the
+//! sealed 2026-07-28 state.
+
+use std::time::{Duration, Instant};
+
+use mcp_policy_proxy::approval::{Answer, ApprovalSettings, ApproverJob, Channel};
+use mcp_policy_proxy::config::Config;
+use mcp_policy_proxy::policy::Policy;
+use mcp_policy_proxy::session::{Effect, Session, Settings};
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"
+[[rules]]
+name = "writes"
+tool = "valkey_write"
+action = "require_approval"
+reason = "writes change shared data"
+
+[[rules]]
+tool = "json_set"
+action = "require_approval"
+session_grant = "tool"
+
+[[rules]]
+tool = "valkey_read"
+action = "allow"
+"#;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a session emitted, sorted by kind.
+#[derive(Debug, Default)]
+struct Out {
+    child: Vec<Value>,
+    client: Vec<Value>,
+    wakes: Vec<Instant>,
+    jobs: Vec<ApproverJob>,
+    cancelled_jobs: Vec<u64>,
+}
+
+fn collect(effects: Vec<Effect<'_>>) -> Out {
+    let mut out = Out::default();
+    for effect in effects {
+        match effect {
+            Effect::Child { line, .. } => out.child.push(serde_json::from_slice(&line).unwrap()),
+            Effect::Client(line) => out.client.push(serde_json::from_slice(&line).unwrap()),
+            Effect::Wake(at) => out.wakes.push(at),
+            Effect::RunApprover(job) => out.jobs.push(job),
+            Effect::CancelApprover(job) => out.cancelled_jobs.push(job),
+        }
+    }
+    out
+}
+
+struct Harness {
+    session: Session,
+    start: Instant,
+}
+
+impl Harness {
+    fn new(channels: &[Channel], command: bool) -> Harness {
+        let config = Config::parse(POLICY).unwrap();
+        let settings = Settings {
+            violation: config.policy.violation,
+            approval: ApprovalSettings {
+                channels: channels.to_vec(),
+                timeout: TIMEOUT,
+                command: command.then(|| vec!["approver".to_owned(), "--flag".to_owned()]),
+            },
+            server: "valkey-mcp-server".to_owned(),
+            session_id: "test".to_owned(),
+        };
+        Harness {
+            session: Session::with_settings(Policy::new(&config).unwrap(), settings),
+            start: Instant::now(),
+        }
+    }
+
+    /// A handshake-era session whose client declared `capabilities`.
+    fn legacy(capabilities: Value, channels: &[Channel], command: bool) -> Harness {
+        let mut h = Harness::new(channels, command);
+        let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":capabilities,"clientInfo":{"name":"t","version":"1"}}});
+        h.client(&init, 0);
+        let answer = h.child(&json!({"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}}}}));
+        assert_eq!(answer.client.len(), 1);
+        h
+    }
+
+    fn at(&self, secs: u64) -> Instant {
+        self.start + Duration::from_secs(secs)
+    }
+
+    fn client(&mut self, line: &Value, secs: u64) -> Out {
+        let line = format!("{line}\n");
+        let mut effects = Vec::new();
+        let now = self.at(secs);
+        self.session
+            .on_client_line(line.as_bytes(), now, &mut effects);
+        collect(effects)
+    }
+
+    fn child(&mut self, line: &Value) -> Out {
+        let line = format!("{line}\n");
+        let mut effects = Vec::new();
+        self.session.on_child_line(line.as_bytes(), &mut effects);
+        collect(effects)
+    }
+
+    fn tick(&mut self, secs: u64) -> Out {
+        let mut effects = Vec::new();
+        self.session.on_tick(self.at(secs), &mut effects);
+        collect(effects)
+    }
+
+    fn approver_done(&mut self, job: u64, answer: Answer, secs: u64) -> Out {
+        let mut effects = Vec::new();
+        self.session
+            .on_approver_done(job, answer, self.at(secs), &mut effects);
+        collect(effects)
+    }
+}
+
+fn call(id: i64, tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":arguments}})
+}
+
+fn elicit_answer(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"result":result})
+}
+
+fn accept(decision: &str) -> Value {
+    json!({"action":"accept","content":{"decision":decision}})
+}
+
+fn facts(answer: &Value) -> &Value {
+    &answer["result"]["_meta"]["mcp-policy-proxy/decision"]
+}
+
+const FORM: fn() -> Value = || json!({"elicitation":{"form":{},"url":{}}});
+
+#[test]
+fn legacy_elicitation_holds_the_call_and_forwards_it_once_approved() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let write = call(1, "valkey_write", json!({"command":"SET","args":["k","v"]}));
+    let out = h.client(&write, 1);
+    assert!(
+        out.child.is_empty(),
+        "nothing reaches the server before a person decides"
+    );
+    assert_eq!(out.client.len(), 1);
+    let question = &out.client[0];
+    assert_eq!(question["method"], "elicitation/create");
+    let message = question["params"]["message"].as_str().unwrap();
+    for shown in [
+        "mcp-policy-proxy",
+        "valkey-mcp-server",
+        "valkey_write",
+        "writes change shared data",
+        "\"SET\"",
+    ] {
+        assert!(message.contains(shown), "{shown} in {message}");
+    }
+    let schema = &question["params"]["requestedSchema"];
+    assert_eq!(schema["required"], json!(["decision"]));
+    assert_eq!(
+        schema["properties"]["decision"]["enum"],
+        json!(["approve_once", "approve_for_session", "deny"])
+    );
+    assert_eq!(schema["properties"]["decision"]["default"], "deny");
+    assert_eq!(out.wakes, [h.at(1) + TIMEOUT]);
+
+    // While the person decides, other traffic flows both ways.
+    let read = h.client(
+        &call(2, "valkey_read", json!({"command":"GET","args":["k"]})),
+        2,
+    );
+    assert_eq!(read.child.len(), 1);
+    let read_answer = h.child(&json!({"jsonrpc":"2.0","id":2,"result":{"content":[]}}));
+    assert_eq!(read_answer.client.len(), 1);
+
+    let approved = h.client(&elicit_answer(&question["id"], accept("approve_once")), 3);
+    assert_eq!(
+        approved.child,
+        [write.clone()],
+        "the exact call that was shown"
+    );
+    let result = h.child(&json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}}));
+    assert_eq!(result.client[0]["id"], 1);
+
+    // Approved once: the same call asks again.
+    let again = h.client(
+        &call(3, "valkey_write", json!({"command":"SET","args":["k","v"]})),
+        4,
+    );
+    assert!(again.child.is_empty());
+    assert_eq!(again.client[0]["method"], "elicitation/create");
+}
+
+#[test]
+fn anything_but_an_explicit_approval_refuses() {
+    let answers = [
+        json!({"action":"decline"}),
+        json!({"action":"cancel"}),
+        accept("deny"),
+        json!({"action":"accept"}),
+        json!({"action":"accept","content":{"decision":"APPROVE_ONCE"}}),
+        json!({"action":"accept","content":{"decision":"yes"}}),
+        json!("approve_once"),
+    ];
+    for answer in answers {
+        let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+        let out = h.client(&call(1, "valkey_write", json!({"command":"SET"})), 1);
+        let id = out.client[0]["id"].clone();
+        let refused = h.client(&elicit_answer(&id, answer.clone()), 2);
+        assert!(refused.child.is_empty(), "{answer}");
+        assert_eq!(refused.client.len(), 1, "{answer}");
+        assert_eq!(refused.client[0]["result"]["isError"], true, "{answer}");
+        assert_eq!(
+            facts(&refused.client[0])["decision"],
+            "approval_denied",
+            "{answer}"
+        );
+    }
+    // An error answer refuses too.
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let out = h.client(&call(1, "valkey_write", json!({})), 1);
+    let id = out.client[0]["id"].clone();
+    let refused = h.client(&json!({"jsonrpc":"2.0","id":id,"error":{"code":-32600,"message":"Elicitation not supported"}}), 2);
+    assert!(refused.child.is_empty());
+    assert_eq!(facts(&refused.client[0])["decision"], "approval_denied");
+}
+
+#[test]
+fn a_note_goes_back_to_the_agent() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let out = h.client(&call(1, "valkey_write", json!({})), 1);
+    let id = out.client[0]["id"].clone();
+    let refused = h.client(
+        &elicit_answer(
+            &id,
+            json!({"action":"accept","content":{"decision":"deny","note":"use the staging keys"}}),
+        ),
+        2,
+    );
+    let text = refused.client[0]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("use the staging keys"), "{text}");
+    assert_eq!(facts(&refused.client[0])["note"], "use the staging keys");
+}
+
+#[test]
+fn a_person_too_slow_is_a_refusal_and_a_late_answer_changes_nothing() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let out = h.client(&call(1, "valkey_write", json!({})), 0);
+    let id = out.client[0]["id"].clone();
+    assert!(h.tick(119).client.is_empty(), "not yet");
+    let timed_out = h.tick(120);
+    assert!(timed_out.child.is_empty());
+    assert_eq!(timed_out.client.len(), 2);
+    let cancel = timed_out
+        .client
+        .iter()
+        .find(|m| m["method"] == "notifications/cancelled")
+        .unwrap();
+    assert_eq!(
+        cancel["params"]["requestId"], id,
+        "the question is withdrawn"
+    );
+    let refusal = timed_out.client.iter().find(|m| m["id"] == 1).unwrap();
+    assert_eq!(facts(refusal)["decision"], "approval_timeout");
+
+    let late = h.client(&elicit_answer(&id, accept("approve_once")), 121);
+    assert!(late.child.is_empty() && late.client.is_empty(), "{late:?}");
+}
+
+#[test]
+fn a_client_cancelling_a_held_call_withdraws_the_question() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation, Channel::Command], true);
+    let out = h.client(&call(1, "valkey_write", json!({})), 0);
+    let question = out
+        .client
+        .iter()
+        .find(|m| m["method"] == "elicitation/create")
+        .unwrap();
+    let id = question["id"].clone();
+    let job = out.jobs[0].id;
+    let cancelled = h.client(
+        &json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"user stopped"}}),
+        1,
+    );
+    assert!(
+        cancelled.child.is_empty(),
+        "nothing is forwarded, not even the cancellation"
+    );
+    assert_eq!(cancelled.client.len(), 1);
+    assert_eq!(cancelled.client[0]["method"], "notifications/cancelled");
+    assert_eq!(cancelled.client[0]["params"]["requestId"], id);
+    assert_eq!(cancelled.cancelled_jobs, [job]);
+    let late = h.client(&elicit_answer(&id, accept("approve_once")), 2);
+    assert!(late.child.is_empty() && late.client.is_empty());
+    let late = h.approver_done(job, Answer::ApproveOnce, 2);
+    assert!(late.child.is_empty() && late.client.is_empty());
+}
+
+#[test]
+fn approve_for_session_covers_the_same_exact_call_only() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let out = h.client(
+        &call(1, "valkey_write", json!({"command":"SET","args":["k","v"]})),
+        0,
+    );
+    let id = out.client[0]["id"].clone();
+    let approved = h.client(&elicit_answer(&id, accept("approve_for_session")), 1);
+    assert_eq!(approved.child.len(), 1);
+    h.child(&json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}}));
+
+    // The same call, its keys in another order: no question.
+    let same = h.client(
+        &json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"arguments":{"args":["k","v"],"command":"SET"},"name":"valkey_write"}}),
+        2,
+    );
+    assert_eq!(same.child.len(), 1);
+    assert!(same.client.is_empty());
+    // Other arguments: asked again.
+    let other = h.client(
+        &call(3, "valkey_write", json!({"command":"SET","args":["k","w"]})),
+        3,
+    );
+    assert!(other.child.is_empty());
+    assert_eq!(other.client[0]["method"], "elicitation/create");
+}
+
+#[test]
+fn a_tool_wide_grant_covers_every_call_to_the_tool() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let out = h.client(&call(1, "json_set", json!({"key":"a"})), 0);
+    let id = out.client[0]["id"].clone();
+    h.client(&elicit_answer(&id, accept("approve_for_session")), 1);
+    let other = h.client(&call(2, "json_set", json!({"key":"b"})), 2);
+    assert_eq!(other.child.len(), 1);
+}
+
+#[test]
+fn no_channel_refuses_at_once() {
+    // A client without elicitation and no command.
+    let mut h = Harness::legacy(json!({}), &[Channel::Elicitation], false);
+    let out = h.client(&call(1, "valkey_write", json!({})), 0);
+    assert!(out.child.is_empty());
+    assert_eq!(facts(&out.client[0])["decision"], "approval_unavailable");
+    let text = out.client[0]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("No way to ask a person"), "{text}");
+    // A client with elicitation, when the policy does not allow that channel.
+    let mut h = Harness::legacy(FORM(), &[Channel::Command], false);
+    let out = h.client(&call(1, "valkey_write", json!({})), 0);
+    assert_eq!(facts(&out.client[0])["decision"], "approval_unavailable");
+}
+
+#[test]
+fn every_channel_is_asked_at_once_and_the_first_answer_decides() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation, Channel::Command], true);
+    let write = call(1, "valkey_write", json!({"command":"SET","args":["k","v"]}));
+    let out = h.client(&write, 0);
+    let question = out
+        .client
+        .iter()
+        .find(|m| m["method"] == "elicitation/create")
+        .unwrap()
+        .clone();
+    assert_eq!(out.jobs.len(), 1);
+    let job = &out.jobs[0];
+    assert_eq!(job.command, ["approver", "--flag"]);
+    assert_eq!(job.timeout, TIMEOUT);
+    let input: Value = serde_json::from_slice(&job.input).unwrap();
+    assert_eq!(input["tool"], "valkey_write");
+    assert_eq!(
+        input["arguments"],
+        json!({"command":"SET","args":["k","v"]})
+    );
+    assert_eq!(input["rule"]["name"], "writes");
+    assert_eq!(input["reason"], "writes change shared data");
+    assert_eq!(input["server"], "valkey-mcp-server");
+    let code = input["code"].as_str().unwrap();
+    assert_eq!(code.len(), 7);
+    // The approval code never appears in an MCP message.
+    assert!(!question.to_string().contains(code));
+
+    // The command answers first: the call runs, the elicitation is withdrawn.
+    let done = h.approver_done(job.id, Answer::ApproveOnce, 5);
+    assert_eq!(done.child, [write]);
+    let cancel = done
+        .client
+        .iter()
+        .find(|m| m["method"] == "notifications/cancelled")
+        .unwrap();
+    assert_eq!(cancel["params"]["requestId"], question["id"]);
+    // The elicitation's late answer changes nothing.
+    let late = h.client(&elicit_answer(&question["id"], accept("deny")), 6);
+    assert!(late.child.is_empty() && late.client.is_empty());
+}
+
+#[test]
+fn a_command_refusal_refuses_and_stops_the_question() {
+    let mut h = Harness::legacy(json!({}), &[Channel::Command], true);
+    let out = h.client(&call(1, "valkey_write", json!({})), 0);
+    assert!(
+        out.client.is_empty(),
+        "no elicitation for a client that declared none"
+    );
+    let job = out.jobs[0].id;
+    let done = h.approver_done(
+        job,
+        Answer::Deny {
+            note: Some("not now".into()),
+        },
+        1,
+    );
+    assert!(done.child.is_empty());
+    assert_eq!(facts(&done.client[0])["decision"], "approval_denied");
+    assert_eq!(facts(&done.client[0])["channel"], "command");
+}
+
+#[test]
+fn the_time_out_stops_the_command() {
+    let mut h = Harness::legacy(json!({}), &[Channel::Command], true);
+    let out = h.client(&call(1, "valkey_write", json!({})), 0);
+    let job = out.jobs[0].id;
+    let timed_out = h.tick(120);
+    assert_eq!(timed_out.cancelled_jobs, [job]);
+    assert_eq!(facts(&timed_out.client[0])["decision"], "approval_timeout");
+    let late = h.approver_done(job, Answer::ApproveOnce, 121);
+    assert!(late.child.is_empty() && late.client.is_empty());
+}
+
+#[test]
+fn an_approved_call_is_judged_again_under_the_rules_of_now() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let out = h.client(&call(1, "valkey_write", json!({})), 0);
+    let id = out.client[0]["id"].clone();
+    let stricter = Config::parse(
+        "[[rules]]\ntool = \"valkey_write\"\naction = \"deny\"\nreason = \"frozen\"\n",
+    )
+    .unwrap();
+    h.session.replace_policy(Policy::new(&stricter).unwrap());
+    let approved = h.client(&elicit_answer(&id, accept("approve_once")), 1);
+    assert!(approved.child.is_empty(), "a rule that denies it now wins");
+    assert_eq!(facts(&approved.client[0])["decision"], "deny");
+}
+
+#[test]
+fn a_held_call_with_a_progress_token_hears_progress() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let out = h.client(
+        &json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"valkey_write","_meta":{"progressToken":"p1"}}}),
+        0,
+    );
+    let progress: Vec<&Value> = out
+        .client
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 1);
+    assert_eq!(progress[0]["params"]["progressToken"], "p1");
+    assert!(out.wakes.contains(&h.at(10)));
+    let later = h.tick(10);
+    assert_eq!(later.client.len(), 1);
+    assert_eq!(later.client[0]["params"]["progress"], 1);
+    assert_eq!(later.client[0]["params"]["progressToken"], "p1");
+}
+
+/// A 2026-07-28 `tools/call`, declaring elicitation or not.
+fn modern_call(id: i64, tool: &str, arguments: Value, elicitation: bool) -> Value {
+    let caps = if elicitation {
+        json!({"elicitation":{}})
+    } else {
+        json!({})
+    };
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":arguments,"_meta":{
+        "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities":caps}}})
+}
+
+fn retry(mut first: Value, id: i64, state: &Value, answer: Value) -> Value {
+    first["id"] = json!(id);
+    first["params"]["requestState"] = state.clone();
+    first["params"]["inputResponses"] = json!({"mcp-policy-proxy/approval": answer});
+    first
+}
+
+#[test]
+fn modern_input_required_round_trip() {
+    let mut h = Harness::new(&[Channel::Elicitation], false);
+    let first = modern_call(
+        1,
+        "valkey_write",
+        json!({"command":"SET","args":["k","v"]}),
+        true,
+    );
+    let out = h.client(&first, 0);
+    assert!(out.child.is_empty());
+    let result = &out.client[0]["result"];
+    assert_eq!(result["resultType"], "input_required");
+    let request = &result["inputRequests"]["mcp-policy-proxy/approval"];
+    assert_eq!(request["method"], "elicitation/create");
+    assert!(
+        request["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("valkey_write")
+    );
+    let state = result["requestState"].clone();
+    assert!(state.as_str().unwrap().starts_with("mcp-policy-proxy.v1."));
+
+    // Tampered, moved to other arguments or another tool, no answer, a denial: nothing runs.
+    let mut tampered = state.as_str().unwrap().to_owned();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let refused = [
+        retry(first.clone(), 2, &json!(tampered), accept("approve_once")),
+        retry(
+            modern_call(
+                1,
+                "valkey_write",
+                json!({"command":"DEL","args":["k"]}),
+                true,
+            ),
+            3,
+            &state,
+            accept("approve_once"),
+        ),
+    ];
+    for line in &refused {
+        let out = h.client(line, 1);
+        assert!(out.child.is_empty(), "{line}");
+        assert_eq!(
+            facts(&out.client[0])["decision"],
+            "approval_denied",
+            "{line}"
+        );
+        assert_eq!(out.client[0]["result"]["resultType"], "complete");
+    }
+    // A person declining uses the state up as well: asking once more needs a new question.
+    let second = h.client(
+        &modern_call(
+            8,
+            "valkey_write",
+            json!({"command":"SET","args":["k","v"]}),
+            true,
+        ),
+        1,
+    );
+    let second_state = second.client[0]["result"]["requestState"].clone();
+    for _ in 0..2 {
+        let declined = h.client(
+            &retry(first.clone(), 4, &second_state, json!({"action":"decline"})),
+            1,
+        );
+        assert!(declined.child.is_empty());
+        assert_eq!(facts(&declined.client[0])["decision"], "approval_denied");
+    }
+    let reused = h.client(
+        &retry(first.clone(), 9, &second_state, accept("approve_once")),
+        1,
+    );
+    assert!(reused.child.is_empty());
+
+    // The genuine retry runs, without the proxy's members.
+    let genuine = h.client(&retry(first.clone(), 5, &state, accept("approve_once")), 2);
+    assert_eq!(genuine.child.len(), 1);
+    let forwarded = &genuine.child[0];
+    assert_eq!(forwarded["id"], 5);
+    assert!(forwarded["params"].get("requestState").is_none());
+    assert!(forwarded["params"].get("inputResponses").is_none());
+    assert_eq!(
+        forwarded["params"]["arguments"],
+        json!({"command":"SET","args":["k","v"]})
+    );
+    h.child(&json!({"jsonrpc":"2.0","id":5,"result":{"content":[],"resultType":"complete"}}));
+    // Replayed: refused.
+    let replayed = h.client(&retry(first.clone(), 6, &state, accept("approve_once")), 3);
+    assert!(replayed.child.is_empty());
+    assert_eq!(facts(&replayed.client[0])["decision"], "approval_denied");
+    // Without the state, the retry is a new call: asked again.
+    let mut no_state = retry(first.clone(), 7, &state, accept("approve_once"));
+    no_state["params"]
+        .as_object_mut()
+        .unwrap()
+        .remove("requestState");
+    let asked = h.client(&no_state, 4);
+    assert!(asked.child.is_empty());
+    assert_eq!(asked.client[0]["result"]["resultType"], "input_required");
+}
+
+#[test]
+fn a_modern_state_expires() {
+    let mut h = Harness::new(&[Channel::Elicitation], false);
+    let first = modern_call(1, "valkey_write", json!({}), true);
+    let out = h.client(&first, 0);
+    let state = out.client[0]["result"]["requestState"].clone();
+    let late = h.client(&retry(first, 2, &state, accept("approve_once")), 121);
+    assert!(late.child.is_empty());
+    let text = late.client[0]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("expired"), "{text}");
+}
+
+#[test]
+fn a_modern_client_without_elicitation_is_never_asked_that_way() {
+    let mut h = Harness::new(&[Channel::Elicitation], false);
+    let out = h.client(&modern_call(1, "valkey_write", json!({}), false), 0);
+    assert!(out.child.is_empty());
+    assert_eq!(facts(&out.client[0])["decision"], "approval_unavailable");
+    assert_eq!(out.client[0]["result"]["resultType"], "complete");
+}

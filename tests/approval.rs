@@ -183,7 +183,7 @@ fn legacy_elicitation_holds_the_call_and_forwards_it_once_approved() {
     let approved = h.client(&elicit_answer(&question["id"], accept("approve_once")), 3);
     assert_eq!(
         approved.child,
-        [write.clone()],
+        std::slice::from_ref(&write),
         "the exact call that was shown"
     );
     let result = h.child(&json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}}));

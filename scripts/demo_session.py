@@ -5,6 +5,10 @@ mcp-policy-proxy in front of the real AWS Labs Valkey MCP server, and plays a sh
 through it with the official MCP Python SDK client. For each call it prints the decision, what
 the agent was told, and at the end what Valkey holds, read straight from Valkey.
 
+The client declares elicitation, so for a `require_approval` rule the proxy asks a person. The
+person here is scripted (the client's elicitation callback): it prints the question the proxy
+sent, approves one call and refuses another with a note, which the proxy passes on to the agent.
+
 Everything it starts and every temp file is removed on exit, including Ctrl-C and SIGTERM.
 
 Run it through scripts/demo, which builds the proxy and the venv first; or directly:
@@ -25,10 +29,9 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 DECISION_META = "mcp-policy-proxy/decision"
-KEY_PREFIX = "demo:"
 
 POLICY = """\
 [policy]
@@ -49,28 +52,51 @@ action = "deny"
 reason = "administrative commands can wipe or reconfigure the server; ask an operator"
 
 [[rules]]                 # rule 4
-tool = "json_*"
+tool = "add_documents"
 action = "require_approval"
-reason = "JSON documents are shared with other services"
+reason = "other teams' services read these documents"
 """
 
+RATES = {"EUR": 1.08, "GBP": 0.86, "JPY": 156.2}
+
+
+class Step(NamedTuple):
+    """One call of the agent's, with the thought that led to it, and what the scripted person
+    answers if the proxy asks: None (the person expects no question), or (decision, note)."""
+
+    thought: str
+    tool: str
+    arguments: dict[str, Any]
+    person: tuple[str, str | None] | None = None
+
+
+REFUSAL_NOTE = "Not the shared fx index: other teams read it. Keep the rates in the demo index."
+
 # The agent's task: "cache today's exchange rates, then tidy up". Each step is what a model
-# would send, with the thought that led to it.
-SESSION: list[tuple[str, str, dict[str, Any]]] = [
-    ("check whether rates are cached", "valkey_read", {"command": "GET", "args": ["demo:rate:EUR"]}),
-    ("cache the euro rate", "valkey_write", {"command": "SET", "args": ["demo:rate:EUR", "1.08"]}),
-    ("cache the pound rate", "valkey_write", {"command": "SET", "args": ["demo:rate:GBP", "0.86"]}),
-    ("cache the yen rate", "valkey_write", {"command": "SET", "args": ["demo:rate:JPY", "156.2"]}),
-    ("cache the franc rate", "valkey_write", {"command": "SET", "args": ["demo:rate:CHF", "0.94"]}),
-    ("read the rates back", "valkey_read",
-     {"command": "MGET", "args": ["demo:rate:EUR", "demo:rate:GBP", "demo:rate:JPY", "demo:rate:CHF"]}),
-    ("'tidy up' by wiping the database", "valkey_admin", {"command": "FLUSHALL", "args": [], "confirm": True}),
-    ("store the rates as a JSON document", "json_set", {"key": "demo:rates", "path": "$", "value": '{"EUR": 1.08}'}),
-    ("build a search index over them", "manage_index", {"action": "create", "index_name": "demo-rates"}),
+# would send. (add_documents without embeddings writes a plain hash, `<index>:<id>`, so what a
+# person approved or refused is visible in Valkey; this valkey-server has no JSON or Search module.)
+SESSION: list[Step] = [
+    Step("check whether rates are cached", "valkey_read", {"command": "GET", "args": ["demo:rate:EUR"]}),
+    Step("cache the euro rate", "valkey_write", {"command": "SET", "args": ["demo:rate:EUR", "1.08"]}),
+    Step("cache the pound rate", "valkey_write", {"command": "SET", "args": ["demo:rate:GBP", "0.86"]}),
+    Step("cache the yen rate", "valkey_write", {"command": "SET", "args": ["demo:rate:JPY", "156.2"]}),
+    Step("cache the franc rate", "valkey_write", {"command": "SET", "args": ["demo:rate:CHF", "0.94"]}),
+    Step("read the rates back", "valkey_read",
+         {"command": "MGET", "args": ["demo:rate:EUR", "demo:rate:GBP", "demo:rate:JPY", "demo:rate:CHF"]}),
+    Step("'tidy up' by wiping the database", "valkey_admin", {"command": "FLUSHALL", "args": [], "confirm": True}),
+    Step("store the rates as one document", "add_documents",
+         {"index_name": "demo", "documents": [{"id": "rates", **RATES}]},
+         person=("approve_once", None)),
+    Step("publish them in the shared fx index too", "add_documents",
+         {"index_name": "fx", "documents": [{"id": "rates", **RATES}]},
+         person=("deny", REFUSAL_NOTE)),
+    Step("build a search index over them", "manage_index", {"action": "create", "index_name": "demo-rates"}),
 ]
 
 LABELS = {
     None: ("ALLOWED", "32"),
+    # Not a decision the proxy reports: an allowed call that a person approved first.
+    "approved": ("APPROVED BY A PERSON", "32"),
     "deny": ("DENIED", "31"),
     "default_deny": ("DENIED (no rule)", "31"),
     "rate_limited": ("RATE-LIMITED", "33"),
@@ -153,24 +179,78 @@ def told(result: Any) -> str:
         return text
 
 
-def show_call(number: int, thought: str, tool: str, arguments: dict[str, Any], result: Any) -> None:
+def show_request(number: int, step: Step) -> None:
+    if "command" in step.arguments:
+        shown_args = " ".join([step.arguments["command"], *step.arguments.get("args", [])])
+    else:
+        shown_args = json.dumps(step.arguments)
+    print(f"\n{number:>2}. {dim('agent wants to ' + step.thought)}")
+    print(f"    {bold(step.tool)} {shown_args}")
+
+
+def outcome(result: Any, approved: bool) -> str:
+    """The call's decision: the proxy's, from the result's _meta, or "allowed" / "approved"."""
     decision = (result.meta or {}).get(DECISION_META)
-    kind = decision.get("decision") if decision else None
+    if decision:
+        return decision["decision"]
+    return "approved" if approved else "allowed"
+
+
+def show_outcome(result: Any, approved: bool) -> None:
+    decision = (result.meta or {}).get(DECISION_META)
+    kind = outcome(result, approved)
     if decision is None and result.is_error:
         label, color = "ERROR", "31"
     else:
-        label, color = LABELS.get(kind, (str(kind).upper(), "31"))
-    if "command" in arguments:
-        shown_args = " ".join([arguments["command"], *arguments.get("args", [])])
-    else:
-        shown_args = json.dumps(arguments)
-    print(f"\n{number:>2}. {dim('agent wants to ' + thought)}")
-    print(f"    {bold(tool)} {shown_args}")
+        label, color = LABELS.get(None if kind == "allowed" else kind, (kind.upper(), "31"))
     rule = dim(f"  (rule {decision['rule']})") if decision and decision.get("rule") else ""
     print(f"    -> {paint(label, color + ';1')}{rule}")
     wrapped = textwrap.wrap(told(result), width=92, initial_indent="       ", subsequent_indent="       ")
     print("    agent was told:")
     print("\n".join(wrapped) if wrapped else "       (nothing)")
+
+
+class Person:
+    """The person at the screen, scripted: the client's elicitation callback. It prints what the
+    proxy asks and answers as the current step plans."""
+
+    # The question's lines shown: up to the blank line before "Choose approve_once ...".
+    SHOWN_WIDTH = 92
+
+    def __init__(self) -> None:
+        self.step: Step | None = None
+        self.approved = False
+
+    def expect(self, step: Step) -> None:
+        self.step = step
+        self.approved = False
+
+    async def __call__(self, context: Any, params: Any) -> Any:
+        from mcp import types
+
+        print(f"    {paint('the person is asked:', '36')}")
+        if getattr(params, "mode", None) == "url" or not hasattr(params, "requested_schema"):
+            print("       (a URL, not a form; the person closes it)")
+            return types.ElicitResult(action="decline")
+        shown = params.message.split("\n\n", 1)[0].splitlines()
+        for line in shown:
+            line = line if len(line) <= self.SHOWN_WIDTH else line[: self.SHOWN_WIDTH - 1] + "…"
+            print(f"       {dim(line)}")
+        field = params.requested_schema.get("properties", {}).get("decision", {})
+        choices = field.get("enum") or [option.get("const") for option in field.get("oneOf", [])]
+        print(f"       {dim('choices: ' + ' | '.join(map(str, choices)) + ', and an optional note for the agent')}")
+        planned = self.step.person if self.step else None
+        if planned is None:
+            decision, note = "deny", "the demo's person expected no question here"
+        else:
+            decision, note = planned
+        print(f"    {paint('the person answers:', '36')} {bold(decision)}")
+        if note:
+            print(textwrap.fill(f'with a note for the agent: "{note}"', width=92,
+                                initial_indent="       ", subsequent_indent="         "))
+        self.approved = decision.startswith("approve")
+        content = {"decision": decision} | ({"note": note} if note else {})
+        return types.ElicitResult(action="accept", content=content)
 
 
 async def agent_session(proxy: Path, policy: Path, workdir: Path, port: int) -> list[str]:
@@ -191,28 +271,61 @@ async def agent_session(proxy: Path, policy: Path, workdir: Path, port: int) -> 
         },
         cwd=workdir,
     )
+    person = Person()
     with open(workdir / "proxy.stderr.log", "w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=30) as client:
+        async with Client(
+            stdio_client(params, errlog=errlog), read_timeout_seconds=30, elicitation_callback=person
+        ) as client:
             tools = [tool.name for tool in (await client.list_tools()).tools]
             print(f"connected (protocol {client.protocol_version}); the agent sees {len(tools)} tools:")
             print(textwrap.fill(", ".join(tools), width=96, initial_indent="  ", subsequent_indent="  "))
             decisions = []
-            for number, (thought, tool, arguments) in enumerate(SESSION, 1):
-                result = await client.call_tool(tool, arguments)
-                show_call(number, thought, tool, arguments, result)
-                decision = (result.meta or {}).get(DECISION_META)
-                decisions.append(decision["decision"] if decision else "allowed")
+            for number, step in enumerate(SESSION, 1):
+                show_request(number, step)
+                person.expect(step)
+                result = await client.call_tool(step.tool, step.arguments)
+                show_outcome(result, person.approved)
+                decisions.append(outcome(result, person.approved))
             return decisions
 
 
-def show_valkey(port: int) -> None:
+def key_written(step: Step) -> str | None:
+    """The key a call would write, if it writes one."""
+    if step.tool == "valkey_write" and step.arguments.get("command") == "SET":
+        return step.arguments["args"][0]
+    if step.tool == "add_documents":
+        documents = step.arguments["documents"]
+        return f"{step.arguments['index_name']}:{documents[0]['id']}" if len(documents) == 1 else None
+    return None
+
+
+def shown_value(port: int, key: str) -> str:
+    kind = valkey_cmd(port, "--raw", "TYPE", key)
+    if kind == "hash":
+        fields = valkey_cmd(port, "--raw", "HGETALL", key).splitlines()
+        pairs = ", ".join(f"{name}: {json.dumps(value)}" for name, value in zip(fields[::2], fields[1::2]))
+        return f"hash {{{pairs}}}"
+    if kind == "string":
+        return valkey_cmd(port, "GET", key)
+    return f"({kind})"
+
+
+def show_valkey(port: int, decisions: list[str]) -> None:
     heading("What Valkey holds afterwards (read with valkey-cli, not through the proxy)")
-    keys = sorted(valkey_cmd(port, "--raw", "KEYS", f"{KEY_PREFIX}*").split())
+    keys = sorted(valkey_cmd(port, "--raw", "KEYS", "*").split())
     for key in keys:
-        print(f"  {key:<16} = {valkey_cmd(port, 'GET', key)}")
-    for key in ("demo:rate:CHF", "demo:rates"):
-        if key not in keys:
-            print(f"  {key:<16}   {dim('absent: that call was refused and never reached Valkey')}")
+        print(f"  {key:<16} = {shown_value(port, key)}")
+    # The keys that refused calls would have written.
+    for step, decision in zip(SESSION, decisions):
+        key = key_written(step)
+        if key is None or decision in ("allowed", "approved"):
+            continue
+        if decision == "approval_denied":
+            why = "a person refused that call"
+        else:
+            why = f"that call was {LABELS.get(decision, (decision,))[0].lower()}"
+        state = "absent" if key not in keys else "PRESENT even though"
+        print(f"  {key:<16}   {dim(f'{state}: {why}, so it never reached Valkey')}")
     print(f"  {dim(f'{len(keys)} keys survive: the denied FLUSHALL never ran')}")
 
 
@@ -253,7 +366,7 @@ def main() -> int:
         print(textwrap.indent(POLICY.rstrip(), "  "))
         heading("The agent's session")
         decisions = anyio.run(agent_session, proxy, policy, workdir, port)
-        show_valkey(port)
+        show_valkey(port, decisions)
         heading("Summary")
         labels = [LABELS.get(None if d == "allowed" else d, (d.upper(), ""))[0].lower() for d in decisions]
         print("  " + ", ".join(f"{labels.count(label)} {label}" for label in dict.fromkeys(labels)))

@@ -25,6 +25,8 @@ pub enum Error {
         .config.display()
     )]
     NoServer { config: PathBuf },
+    #[error("cannot use the pin file {}: {why}", .path.display())]
+    Pins { path: PathBuf, why: String },
     #[error("cannot start the MCP server `{command}`")]
     Spawn {
         command: String,
@@ -39,7 +41,9 @@ impl Error {
     /// The process's exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::NoPolicy | Error::Config(_) | Error::NoServer { .. } => EXIT_CONFIG,
+            Error::NoPolicy | Error::Config(_) | Error::NoServer { .. } | Error::Pins { .. } => {
+                EXIT_CONFIG
+            }
             Error::Spawn { .. } => EXIT_SPAWN,
             Error::Runtime(_) => 1,
         }

@@ -20,7 +20,8 @@ pub mod policy;
 pub mod relay;
 pub mod reply;
 pub mod session;
-
+pub 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
@@ -115,6 +116,9 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
         approval: config.approval.clone(),
         server: command.display(),
         session_id: format!("{}-{}", std::process::id(), unix_millis()),
+        mode: config.policy.mode,
+        pinning: config.pinning.mode,
+        pins: load_pins(path, &config)?,
     };
     let session = Session::with_settings(policy, settings);
     // The messages flow through two pump threads of their own (see `relay`); the runtime only
@@ -130,6 +134,30 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
     // The client pump may still be blocked reading stdin; the process exits without it.
     runtime.shutdown_background();
     result
+}
+
+/// The operator's pin file, if `[pinning] file` names one: a JSON object of tool names to the
+/// SHA-256 (hex) of each tool's canonical definition. A file that cannot be read is an error
+/// before start, as an invalid configuration is.
+fn load_pins(config_path: &Path, config: &Config) -> Result<HashMap<String, String>, Error> {
+    let Some(file) = &config.pinning.file else {
+        return Ok(HashMap::new());
+    };
+    // A relative path is relative to the configuration file, as an operator writes it.
+    let path = config_path
+        .parent()
+        .map_or_else(|| file.clone(), |dir| dir.join(file));
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Pins {
+        path: path.clone(),
+        why: source.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|err| Error::Pins {
+        path,
+        why: format!(
+            "{err}; expected a JSON object of tool names to SHA-256 digests, such as \
+             {{\"valkey_write\": \"3f2a...\"}}"
+        ),
+    })
 }
 
 fn unix_millis() -> u128 {

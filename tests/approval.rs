@@ -70,6 +70,7 @@ impl Harness {
             },
             server: "valkey-mcp-server".to_owned(),
             session_id: "test".to_owned(),
+            ..Settings::default()
         };
         Harness {
             session: Session::with_settings(Policy::new(&config).unwrap(), settings),
@@ -616,4 +617,22 @@ fn a_modern_client_without_elicitation_is_never_asked_that_way() {
     assert!(out.child.is_empty());
     assert_eq!(facts(&out.client[0])["decision"], "approval_unavailable");
     assert_eq!(out.client[0]["result"]["resultType"], "complete");
+}
+
+#[test]
+fn a_held_call_is_answered_when_the_server_exits() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    let out = h.client(&call(1, "valkey_write", json!({})), 0);
+    let id = out.client[0]["id"].clone();
+    let mut effects = Vec::new();
+    h.session.on_child_exit("exit status 1", &mut effects);
+    let exit = collect(effects);
+    let error = exit.client.iter().find(|m| m["id"] == 1).unwrap();
+    assert_eq!(error["error"]["code"], -32603);
+    let cancel = exit
+        .client
+        .iter()
+        .find(|m| m["method"] == "notifications/cancelled")
+        .unwrap();
+    assert_eq!(cancel["params"]["requestId"], id);
 }

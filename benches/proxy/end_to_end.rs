@@ -28,16 +28,17 @@ pub enum Setup {
     Direct,
     Relay,
     Proxy,
+    /// Another build of the proxy, measured in the same rounds for a before/after.
+    Baseline,
 }
 
 impl Setup {
-    pub const ALL: [Setup; 3] = [Setup::Direct, Setup::Relay, Setup::Proxy];
-
     pub fn name(self) -> &'static str {
         match self {
             Setup::Direct => "direct",
             Setup::Relay => "relay",
             Setup::Proxy => "proxy",
+            Setup::Baseline => "baseline",
         }
     }
 }
@@ -52,6 +53,8 @@ impl fmt::Display for Setup {
 pub struct Programs {
     pub fixture: PathBuf,
     pub proxy: PathBuf,
+    /// The proxy build to compare with, if any.
+    pub baseline: Option<PathBuf>,
     /// This executable, which is the byte relay when [`RELAY_ENV`] is set.
     pub relay: PathBuf,
     pub policy: PathBuf,
@@ -77,8 +80,12 @@ impl Endpoint {
                 command.env(RELAY_ENV, "1").arg(&programs.fixture);
                 command
             }
-            Setup::Proxy => {
-                let mut command = Command::new(&programs.proxy);
+            Setup::Proxy | Setup::Baseline => {
+                let program = match setup {
+                    Setup::Baseline => programs.baseline.as_ref().context("no baseline build")?,
+                    _ => &programs.proxy,
+                };
+                let mut command = Command::new(program);
                 command
                     .arg("--config")
                     .arg(&programs.policy)

@@ -35,6 +35,8 @@ const MIB: usize = 1024 * 1024;
 
 /// The proxy executable to measure instead of this build's.
 const PROXY_ENV: &str = "MCP_POLICY_PROXY_BENCH_PROXY";
+/// Another proxy executable to measure beside this one in the same rounds (a before/after).
+const BASELINE_ENV: &str = "MCP_POLICY_PROXY_BENCH_BASELINE";
 
 /// Throughput bursts per set-up and round (see `end_to_end`).
 const BURSTS: usize = 5;
@@ -53,6 +55,8 @@ struct Plan {
     /// The fewest large results in one burst.
     large_burst: usize,
     large_bytes: usize,
+    /// Large results one at a time (as an agent calls tools: one in flight), per burst.
+    single_calls: usize,
     micro_samples: usize,
     /// Iterations per sample of the small micro-benchmarks (scaled down for large inputs).
     micro_iterations: usize,
@@ -69,6 +73,7 @@ const FULL: Plan = Plan {
     large_window: 2,
     large_burst: 24,
     large_bytes: 8 * MIB,
+    single_calls: 12,
     micro_samples: 101,
     micro_iterations: 2000,
 };
@@ -80,6 +85,7 @@ const QUICK: Plan = Plan {
     latency_calls: 500,
     pipelined_calls: 10_000,
     large_calls: 8,
+    single_calls: 4,
     micro_samples: 21,
     micro_iterations: 500,
     ..FULL
@@ -94,6 +100,7 @@ const SMOKE: Plan = Plan {
     pipelined_calls: 300,
     large_calls: 2,
     large_bytes: MIB / 4,
+    single_calls: 1,
     micro_samples: 3,
     micro_iterations: 10,
     ..FULL
@@ -111,7 +118,7 @@ fn main() -> ExitCode {
     } else {
         SMOKE
     };
-    // For profiling some parts: `--only latency,pipelined,large,micro` (any of them), `--rounds N`,
+    // For profiling some parts: `--only latency,pipelined,large,single,micro` (any of them), `--rounds N`,
     // `--large-calls N` (per round and set-up), `--large-burst N` (the fewest results a burst).
     let value = |flag: &str| {
         args.iter()
@@ -138,6 +145,9 @@ fn main() -> ExitCode {
         if !keep("large") {
             plan.large_calls = 0;
         }
+        if !keep("single") {
+            plan.single_calls = 0;
+        }
         if !keep("micro") {
             plan.micro_samples = 0;
         }
@@ -161,6 +171,8 @@ struct Figures {
     p99: Duration,
     calls_per_s: f64,
     mb_per_s: f64,
+    /// Large results with one in flight.
+    single_mb_per_s: f64,
     peak_rss: u64,
 }
 
@@ -178,14 +190,19 @@ fn run(plan: Plan) -> anyhow::Result<()> {
             || env!("CARGO_BIN_EXE_mcp-policy-proxy").into(),
             PathBuf::from,
         ),
+        baseline: std::env::var_os(BASELINE_ENV).map(PathBuf::from),
         relay: std::env::current_exe().context("cannot find the bench executable")?,
         policy: end_to_end::write_policy(&dir)?,
     };
-    let result = end_to_end(plan, &programs);
+    let mut setups = vec![Setup::Direct, Setup::Relay, Setup::Proxy];
+    if programs.baseline.is_some() {
+        setups.push(Setup::Baseline);
+    }
+    let result = end_to_end(plan, &programs, &setups);
     let _ = std::fs::remove_dir_all(&dir);
     let rounds = result?;
     if !rounds.is_empty() {
-        report_end_to_end(plan, &rounds);
+        report_end_to_end(plan, &rounds, &setups);
         println!();
     }
     if plan.micro_samples > 0 {
@@ -194,19 +211,24 @@ fn run(plan: Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3]>> {
+fn end_to_end(
+    plan: Plan,
+    programs: &Programs,
+    setups: &[Setup],
+) -> anyhow::Result<Vec<Vec<Figures>>> {
+    let n = setups.len();
     let watchdog = Watchdog::start();
     let mut rounds = Vec::new();
     for round in 0..plan.rounds {
         // The order rotates, so no set-up is always first (or last) after a pause.
-        let order: Vec<usize> = (0..3).map(|k| (k + round) % 3).collect();
-        let mut endpoints = Setup::ALL
+        let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
+        let mut endpoints = setups
             .iter()
             .map(|&setup| Endpoint::start(setup, programs))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut figures = [Figures::default(); 3];
+        let mut figures = vec![Figures::default(); n];
 
-        let mut samples: [Vec<Duration>; 3] = Default::default();
+        let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); n];
         let warmup = if plan.latency_calls > 0 {
             plan.warmup_calls
         } else {
@@ -214,7 +236,7 @@ fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3
         };
         for i in 0..warmup + plan.latency_calls {
             for &k in &order {
-                let k = (k + i) % 3;
+                let k = (k + i) % n;
                 let took = endpoints[k].echo_round_trip()?;
                 if i >= warmup {
                     samples[k].push(took);
@@ -232,7 +254,7 @@ fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3
         }
         // Throughput runs in bursts that alternate between the set-ups, so a slow stretch of
         // the machine lands on all of them; each set-up's figure is the median of its bursts.
-        let mut calls_per_s: [Vec<f64>; 3] = Default::default();
+        let mut calls_per_s: Vec<Vec<f64>> = vec![Vec::new(); n];
         if plan.pipelined_calls > 0 {
             for &k in &order {
                 // A short unmeasured warm-up.
@@ -246,7 +268,7 @@ fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3
                 }
             }
         }
-        let mut mb_per_s: [Vec<f64>; 3] = Default::default();
+        let mut mb_per_s: Vec<Vec<f64>> = vec![Vec::new(); n];
         if plan.large_calls > 0 {
             for &k in &order {
                 // A short unmeasured warm-up: every set-up's buffers are grown once.
@@ -266,11 +288,28 @@ fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3
                     watchdog.tick();
                 }
             }
+        }
+        // One large result at a time, as an agent calls tools: nothing overlaps, so each result
+        // pays the whole of the proxy's store-and-forward.
+        let mut single: Vec<Vec<f64>> = vec![Vec::new(); n];
+        if plan.single_calls > 0 {
+            for _ in 0..BURSTS.min(plan.single_calls.max(1)) {
+                for &k in &order {
+                    let rate = endpoints[k].large(plan.single_calls, 1, plan.large_bytes)?;
+                    single[k].push(rate);
+                    watchdog.tick();
+                }
+            }
+        }
+        if plan.large_calls > 0 || plan.single_calls > 0 {
             for &k in &order {
                 figures[k].peak_rss = endpoints[k].peak_rss()?;
             }
         }
-        for k in 0..3 {
+        for k in 0..n {
+            if !single[k].is_empty() {
+                figures[k].single_mb_per_s = median(std::mem::take(&mut single[k]));
+            }
             if !calls_per_s[k].is_empty() {
                 figures[k].calls_per_s = median(std::mem::take(&mut calls_per_s[k]));
             }
@@ -300,9 +339,10 @@ fn end_to_end(plan: Plan, programs: &Programs) -> anyhow::Result<Vec<[Figures; 3
 const DIRECT: usize = 0;
 const RELAY: usize = 1;
 const PROXY: usize = 2;
+const BASELINE: usize = 3;
 
 /// p50 latency a set-up adds over the direct one, in microseconds.
-fn added_us(figures: &[Figures; 3], k: usize) -> f64 {
+fn added_us(figures: &[Figures], k: usize) -> f64 {
     us(figures[k].p50) - us(figures[DIRECT].p50)
 }
 
@@ -316,35 +356,45 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The median over rounds of `f`, and its range.
-fn over_rounds(rounds: &[[Figures; 3]], f: impl Fn(&[Figures; 3]) -> f64) -> (f64, f64, f64) {
-    let values: Vec<f64> = rounds.iter().map(f).collect();
+fn over_rounds(rounds: &[Vec<Figures>], f: impl Fn(&[Figures]) -> f64) -> (f64, f64, f64) {
+    let values: Vec<f64> = rounds.iter().map(|r| f(r)).collect();
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (median(values), min, max)
 }
 
-fn report_end_to_end(plan: Plan, rounds: &[[Figures; 3]]) {
+fn report_end_to_end(plan: Plan, rounds: &[Vec<Figures>], setups: &[Setup]) {
     let largest = plan.large_bytes as f64 / MIB as f64;
+    let baseline = setups.len() > BASELINE;
     println!(
         "end to end, median of {} round(s); fast fixture server over pipes; the proxy runs a 50-rule policy",
         rounds.len()
     );
-    println!(
-        "{:<44} {:>10} {:>10} {:>10} {:>14}",
-        "", "direct", "relay", "proxy", "proxy / relay"
-    );
+    if baseline {
+        println!("baseline: the build in ${BASELINE_ENV}, measured in the same rounds");
+    }
+    let mut header = format!("{:<44}", "");
+    for setup in setups {
+        header.push_str(&format!(" {:>10}", setup.name()));
+    }
+    header.push_str(&format!(" {:>14}", "proxy / relay"));
+    if baseline {
+        header.push_str(&format!(" {:>17}", "baseline / relay"));
+    }
+    println!("{header}");
     let row = |label: &str, f: &dyn Fn(&Figures) -> f64, digits: usize| {
-        let cells: Vec<String> = (0..3)
-            .map(|k| {
-                let (m, _, _) = over_rounds(rounds, |r| f(&r[k]));
-                format!("{m:>10.digits$}")
-            })
-            .collect();
+        let mut line = format!("{label:<44}");
+        for k in 0..setups.len() {
+            let (m, _, _) = over_rounds(rounds, |r| f(&r[k]));
+            line.push_str(&format!(" {m:>10.digits$}"));
+        }
         let (ratio, _, _) = over_rounds(rounds, |r| f(&r[PROXY]) / f(&r[RELAY]));
-        println!(
-            "{label:<44} {} {} {} {ratio:>14.2}",
-            cells[0], cells[1], cells[2]
-        );
+        line.push_str(&format!(" {ratio:>14.2}"));
+        if baseline {
+            let (ratio, _, _) = over_rounds(rounds, |r| f(&r[BASELINE]) / f(&r[RELAY]));
+            line.push_str(&format!(" {ratio:>17.2}"));
+        }
+        println!("{line}");
     };
     row(
         &format!(
@@ -369,6 +419,11 @@ fn report_end_to_end(plan: Plan, rounds: &[[Figures; 3]]) {
         0,
     );
     row(
+        &format!("{largest:.2} MiB results, MB/s (one at a time)"),
+        &|f| f.single_mb_per_s,
+        0,
+    );
+    row(
         "peak RSS (MiB, VmHWM; direct: the server)",
         &|f| f.peak_rss as f64 / MIB as f64,
         1,
@@ -380,40 +435,55 @@ fn report_end_to_end(plan: Plan, rounds: &[[Figures; 3]]) {
         return;
     }
     println!("targets (ratios taken within each round; median [min - max] over rounds):");
-    let (relay_added, _, _) = over_rounds(rounds, |r| added_us(r, RELAY));
-    let (proxy_added, _, _) = over_rounds(rounds, |r| added_us(r, PROXY));
-    target(
-        &format!(
-            "added p50 latency: relay {relay_added:.1} us, proxy {proxy_added:.1} us; proxy / relay"
-        ),
-        over_rounds(rounds, |r| added_us(r, PROXY) / added_us(r, RELAY)),
-        "<=",
-        1.25,
-    );
-    target(
-        "pipelined calls/s, proxy / relay",
-        over_rounds(rounds, |r| r[PROXY].calls_per_s / r[RELAY].calls_per_s),
-        ">=",
-        0.9,
-    );
-    target(
-        "large results MB/s, proxy / relay",
-        over_rounds(rounds, |r| r[PROXY].mb_per_s / r[RELAY].mb_per_s),
-        ">=",
-        0.9,
-    );
-    // The largest message is the `big` answer line: its text plus about 90 bytes of envelope.
-    let budget = 3.0 * largest + 16.0;
-    let worst_rss = rounds
-        .iter()
-        .map(|r| r[PROXY].peak_rss as f64 / MIB as f64)
-        .fold(0.0, f64::max);
-    println!(
-        "  {:<66} {:>7.1} MiB (target <= 3 x {largest:.0} MiB + 16 MiB = {budget:.0} MiB: {})",
-        "proxy peak RSS, worst round",
-        worst_rss,
-        verdict(worst_rss <= budget)
-    );
+    let builds: &[(usize, &str)] = if baseline {
+        &[(PROXY, "proxy"), (BASELINE, "baseline")]
+    } else {
+        &[(PROXY, "proxy")]
+    };
+    for &(k, name) in builds {
+        let (relay_added, _, _) = over_rounds(rounds, |r| added_us(r, RELAY));
+        let (added, _, _) = over_rounds(rounds, |r| added_us(r, k));
+        target(
+            &format!(
+                "added p50 latency: relay {relay_added:.1} us, {name} {added:.1} us; {name} / relay"
+            ),
+            over_rounds(rounds, |r| added_us(r, k) / added_us(r, RELAY)),
+            "<=",
+            1.25,
+        );
+        target(
+            &format!("pipelined calls/s, {name} / relay"),
+            over_rounds(rounds, |r| r[k].calls_per_s / r[RELAY].calls_per_s),
+            ">=",
+            0.9,
+        );
+        target(
+            &format!("large results MB/s, {name} / relay"),
+            over_rounds(rounds, |r| r[k].mb_per_s / r[RELAY].mb_per_s),
+            ">=",
+            0.9,
+        );
+        if plan.single_calls > 0 {
+            let (m, lo, hi) =
+                over_rounds(rounds, |r| r[k].single_mb_per_s / r[RELAY].single_mb_per_s);
+            println!(
+                "  {:<66} {m:>7.2} [{lo:.2} - {hi:.2}] (reported; see the README on store-and-forward)",
+                format!("large results one at a time, {name} / relay")
+            );
+        }
+        // The largest message is the `big` answer line: its text plus about 90 bytes of envelope.
+        let budget = 3.0 * largest + 16.0;
+        let worst_rss = rounds
+            .iter()
+            .map(|r| r[k].peak_rss as f64 / MIB as f64)
+            .fold(0.0, f64::max);
+        println!(
+            "  {:<66} {:>7.1} MiB (target <= 3 x {largest:.0} MiB + 16 MiB = {budget:.0} MiB: {})",
+            format!("{name} peak RSS, worst round"),
+            worst_rss,
+            verdict(worst_rss <= budget)
+        );
+    }
 }
 
 fn target(label: &str, (median, min, max): (f64, f64, f64), op: &str, limit: f64) {

@@ -10,13 +10,24 @@ use crate::policy::Policy;
 pub fn report(path: &Path, config: &Config, policy: &Policy) -> String {
     let mut text = format!("{}: valid\n", path.display());
     for rule in policy.rules() {
+        let covers = match &rule.class {
+            Some(class) if rule.pattern == "*" => format!("class {class:?}"),
+            Some(class) => format!("tool {:?} in class {class:?}", rule.pattern),
+            None => format!("tool {:?}", rule.pattern),
+        };
         let _ = write!(
             text,
-            "  rule {}: tool {:?} -> {}",
+            "  rule {}: {covers}{} -> {}",
             rule.number,
-            rule.pattern,
+            rule.when
+                .as_ref()
+                .map(|when| format!(" when {}", when.describe()))
+                .unwrap_or_default(),
             rule.action.as_str()
         );
+        if rule.shadow {
+            text.push_str(" (shadow: only logged)");
+        }
         if let Some(name) = &rule.name {
             let _ = write!(text, " [{name}]");
         }
@@ -39,6 +50,35 @@ pub fn report(path: &Path, config: &Config, policy: &Policy) -> String {
         "  any other tool -> {}",
         config.policy.default.as_str()
     );
+    if config.policy.mode == crate::config::PolicyMode::Shadow {
+        text.push_str(
+            "\n  mode: shadow (every call is forwarded; what the rules would refuse is logged)",
+        );
+    }
+    for class in &config.classes {
+        let members: Vec<String> = class
+            .members
+            .iter()
+            .map(|member| match member {
+                crate::config::ClassMember::Tool(name, _) => name.clone(),
+                crate::config::ClassMember::Hint { hint, wanted } => format!(
+                    "@{}{}",
+                    if *wanted { "" } else { "!" },
+                    crate::config::HINTS.name_of(*hint)
+                ),
+            })
+            .collect();
+        let _ = write!(text, "\n  class {:?}: {}", class.name, members.join(", "));
+    }
+    let pinning = match config.pinning.mode {
+        crate::config::PinMode::Refuse => "a tool whose definition changes mid-session is refused",
+        crate::config::PinMode::Log => "a tool whose definition changes mid-session is logged",
+        crate::config::PinMode::Off => "off",
+    };
+    let _ = write!(text, "\n  pinning: {pinning}");
+    if let Some(file) = &config.pinning.file {
+        let _ = write!(text, " (pins from {})", file.display());
+    }
     let approval = &config.approval;
     let channels: Vec<&str> = approval.channels.iter().map(|c| c.as_str()).collect();
     let _ = write!(

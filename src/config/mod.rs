@@ -12,6 +12,8 @@
 //! `toml::de::DeTable` (which keeps the span of every key and value) and walked by hand.
 
 mod approval;
+mod classes;
+mod conditions;
 mod problems;
 mod rules;
 mod sections;
@@ -61,7 +63,72 @@ pub struct Config {
     pub rules: Vec<RuleSpec>,
     pub limits: Limits,
     pub approval: crate::approval::ApprovalSettings,
+    /// `[classes]`: named sets of tools, in file order.
+    pub classes: Vec<ClassSpec>,
+    /// `[pinning]`: what happens when a tool's definition changes mid-session.
+    pub pinning: Pinning,
 }
+
+/// One class of `[classes]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassSpec {
+    pub name: String,
+    pub members: Vec<ClassMember>,
+}
+
+/// A member of a class: a tool name or glob, or what a tool's annotations say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassMember {
+    /// A tool name, or a glob (then parsed).
+    Tool(String, Option<globset::Glob>),
+    /// `@readOnly`, `@!destructive`, ...: the server's annotation hint, with the spec's default
+    /// when the tool does not give it.
+    Hint { hint: Hint, wanted: bool },
+}
+
+/// The tool annotation hints of the MCP specification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    ReadOnly,
+    Destructive,
+    Idempotent,
+    OpenWorld,
+}
+
+/// The names of the hints as class members write them (after `@` or `@!`).
+pub const HINTS: Vocabulary<Hint> = Vocabulary(&[
+    ("readOnly", Hint::ReadOnly),
+    ("destructive", Hint::Destructive),
+    ("idempotent", Hint::Idempotent),
+    ("openWorld", Hint::OpenWorld),
+]);
+
+/// `[pinning]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pinning {
+    pub mode: PinMode,
+    /// Pins written by an operator: tool name to the SHA-256 of its definition.
+    pub file: Option<PathBuf>,
+}
+
+/// What happens to a call to a tool whose definition changed since it was first listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PinMode {
+    /// Refused, saying what changed.
+    #[default]
+    Refuse,
+    /// Forwarded, and the change logged.
+    Log,
+    /// Not checked.
+    Off,
+}
+
+/// The names of `[pinning] mode`.
+pub const PIN_MODES: Vocabulary<PinMode> = Vocabulary(&[
+    ("refuse", PinMode::Refuse),
+    ("log", PinMode::Log),
+    ("off", PinMode::Off),
+]);
 
 /// `[server]`: the MCP server to run behind the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +147,24 @@ pub struct PolicySettings {
     pub default: DefaultAction,
     /// How a refused call is answered.
     pub violation: ViolationStyle,
+    /// `enforce` (the default) or `shadow`: forward every call, logging what would be refused.
+    pub mode: PolicyMode,
 }
+
+/// `[policy] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    /// Every call is forwarded; what the rules would have refused is logged.
+    Shadow,
+}
+
+/// The names of `[policy] mode`.
+pub const POLICY_MODES: Vocabulary<PolicyMode> = Vocabulary(&[
+    ("enforce", PolicyMode::Enforce),
+    ("shadow", PolicyMode::Shadow),
+]);
 
 /// The action for a tool no rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -169,7 +253,26 @@ pub struct RuleSpec {
     pub hide: bool,
     /// What a person's "approve for this session" covers; only with `Action::RequireApproval`.
     pub session_grant: SessionGrant,
+    /// `when = [...]`: conditions on the arguments; the rule matches only when they hold.
+    pub when: Option<When>,
+    /// `class = "..."`: the rule covers the tools of this class (beside `tool`, if given).
+    pub class: Option<String>,
+    /// `shadow = true`: the rule only logs what it would decide; the next rules decide.
+    pub shadow: bool,
 }
+
+/// A rule's conditions. Compared by how they read, since compiled globs and regexes have no
+/// equality of their own.
+#[derive(Debug, Clone)]
+pub struct When(pub crate::policy::condition::Cond);
+
+impl PartialEq for When {
+    fn eq(&self, other: &When) -> bool {
+        self.0.describe() == other.0.describe()
+    }
+}
+
+impl Eq for When {}
 
 /// What "approve for this session" lets run again without asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -275,7 +378,9 @@ impl Config {
     }
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "policy", "limits", "rules", "approval"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "server", "policy", "limits", "rules", "approval", "classes", "pinning",
+];
 
 impl Checker<'_> {
     fn document(&mut self, root: &DeTable<'_>) -> Config {
@@ -296,6 +401,13 @@ impl Checker<'_> {
         if let Some(value) = root.get("approval") {
             config.approval = self.approval(value);
         }
+        if let Some(value) = root.get("classes") {
+            config.classes = self.classes(value);
+        }
+        if let Some(value) = root.get("pinning") {
+            config.pinning = self.pinning(value);
+        }
+        self.check_class_references(&config.classes);
         config
     }
 }

@@ -19,6 +19,9 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "rate_limit",
     "hide",
     "session_grant",
+    "when",
+    "class",
+    "shadow",
 ];
 /// Characters that make a `tool` pattern a glob rather than an exact name.
 const GLOB_META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
@@ -57,7 +60,18 @@ impl Checker<'_> {
             .and_then(|value| self.string(value, "\"reason\"", &place))
             .map(str::to_owned);
 
+        let class = match table.get("class") {
+            Some(value) => self.string(value, "\"class\"", &place).map(|name| {
+                self.class_references.push((name.to_owned(), value.span()));
+                name.to_owned()
+            }),
+            None => None,
+        };
         let tool = match table.get("tool") {
+            // A rule about a class covers every tool of the class.
+            None if class.is_some() => {
+                Some(("*", Some(globset::Glob::new("*").expect("a valid glob"))))
+            }
             None => {
                 self.report(
                     value.span(),
@@ -159,6 +173,15 @@ impl Checker<'_> {
             }
         }
 
+        let when = table
+            .get("when")
+            .and_then(|value| self.when(number, value))
+            .map(super::When);
+        let shadow = table
+            .get("shadow")
+            .and_then(|value| self.boolean(value, "\"shadow\"", &place))
+            .unwrap_or(false);
+
         Some(RuleSpec {
             number,
             line: self.position(value.span().start).0,
@@ -170,6 +193,9 @@ impl Checker<'_> {
             rate_limit,
             hide,
             session_grant,
+            when,
+            class,
+            shadow,
         })
     }
 

@@ -6,12 +6,12 @@ use toml::de::DeValue;
 
 use super::walk::{Checker, Value, describe, names, one_of};
 use super::{
-    DEFAULT_ACTIONS, Limits, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES, PolicySettings, ServerSpec,
-    VIOLATION_STYLES,
+    DEFAULT_ACTIONS, Limits, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES, POLICY_MODES, PolicySettings,
+    ServerSpec, VIOLATION_STYLES,
 };
 
 pub(super) const SERVER_KEYS: &[&str] = &["command", "args", "env", "cwd"];
-pub(super) const POLICY_KEYS: &[&str] = &["default", "violation"];
+pub(super) const POLICY_KEYS: &[&str] = &["default", "violation", "mode"];
 pub(super) const LIMITS_KEYS: &[&str] = &["max_line_bytes"];
 
 impl Checker<'_> {
@@ -152,6 +152,22 @@ impl Checker<'_> {
                     format!(
                         "unknown violation style {other:?} in [policy]; expected {}",
                         one_of(&names(&VIOLATION_STYLES))
+                    ),
+                ),
+                None => {}
+            }
+        }
+
+        if let Some(value) = table.get("mode") {
+            match self.string(value, "\"mode\"", place) {
+                Some(name) if POLICY_MODES.contains(&name) => {
+                    policy.mode = POLICY_MODES.parse(name).expect("a known name");
+                }
+                Some(other) => self.report(
+                    value.span(),
+                    format!(
+                        "unknown mode {other:?} in [policy]; expected {}",
+                        one_of(&names(&POLICY_MODES))
                     ),
                 ),
                 None => {}

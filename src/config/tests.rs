@@ -43,7 +43,7 @@ const CASES: &[(&str, usize, usize, &str)] = &[
         1,
         2,
         "unknown key \"polcy\" at the top level; expected one of \"server\", \"policy\", \
-             \"limits\", \"rules\", \"approval\"",
+             \"limits\", \"rules\", \"approval\", \"classes\", \"pinning\"",
     ),
     (
         "[server]\ncommand = \"uvx\"\nargv = []\n",
@@ -53,10 +53,11 @@ const CASES: &[(&str, usize, usize, &str)] = &[
              \"cwd\"",
     ),
     (
-        "[policy]\ndefault = \"deny\"\nmode = 1\n",
+        "[policy]\ndefault = \"deny\"\nflavour = 1\n",
         3,
         1,
-        "unknown key \"mode\" in [policy]; expected \"default\" or \"violation\"",
+        "unknown key \"flavour\" in [policy]; expected one of \"default\", \"violation\", \
+         \"mode\"",
     ),
     (
         "[limits]\nmax_line = 2048\n",
@@ -69,7 +70,7 @@ const CASES: &[(&str, usize, usize, &str)] = &[
         4,
         1,
         "unknown key \"reasn\" in rule 1; expected one of \"name\", \"tool\", \"action\", \
-             \"reason\", \"rate_limit\", \"hide\", \"session_grant\"",
+             \"reason\", \"rate_limit\", \"hide\", \"session_grant\", \"when\", \"class\", \"shadow\"",
     ),
     (
         "[[rules]]\ntool = \"t\"\naction = \"allow\"\n\
@@ -414,8 +415,8 @@ action = \"forbid\"
         [
             "line 2, column 11: unknown default \"maybe\" in [policy]; expected \"allow\" or \
                  \"deny\"",
-            "line 3, column 1: unknown key \"colour\" in [policy]; expected \"default\" or \
-                 \"violation\"",
+            "line 3, column 1: unknown key \"colour\" in [policy]; expected one of \"default\", \
+                 \"violation\", \"mode\"",
             "line 8, column 22: max 0 in the rate_limit of rule 1 is out of range; expected \
                  an integer from 1 to 1000000",
             "line 8, column 34: invalid window \"soon\" in the rate_limit of rule 1; expected \
@@ -513,6 +514,9 @@ fn omitted_sections_take_their_defaults() {
             hide: false,
             glob: None,
             session_grant: SessionGrant::Call,
+            when: None,
+            class: None,
+            shadow: false,
         }]
     );
 }
@@ -568,6 +572,7 @@ rate_limit = { max = 10, window = \"60s\" }
         PolicySettings {
             default: DefaultAction::Deny,
             violation: ViolationStyle::JsonRpcError,
+            mode: PolicyMode::Enforce,
         }
     );
     assert_eq!(config.limits.max_line_bytes, 1024);
@@ -585,6 +590,9 @@ rate_limit = { max = 10, window = \"60s\" }
                 hide: true,
                 glob: None,
                 session_grant: SessionGrant::Call,
+                when: None,
+                class: None,
+                shadow: false,
             },
             RuleSpec {
                 number: 2,
@@ -600,6 +608,9 @@ rate_limit = { max = 10, window = \"60s\" }
                 hide: false,
                 glob: Some(globset::Glob::new("valkey_*").unwrap()),
                 session_grant: SessionGrant::Call,
+                when: None,
+                class: None,
+                shadow: false,
             },
         ]
     );
@@ -684,9 +695,10 @@ fn example_config_is_valid_and_refuses_code_connections() {
         config
             .rules
             .iter()
+            // The rule that decides a call whatever its arguments.
             .find(|r| {
                 let glob = globset::Glob::new(&r.tool).unwrap().compile_matcher();
-                glob.is_match(tool)
+                r.when.is_none() && glob.is_match(tool)
             })
             .unwrap_or_else(|| panic!("no rule matches {tool}"))
     };

@@ -19,6 +19,8 @@ pub(super) struct Checker<'t> {
     /// Byte offset at which each line starts.
     line_starts: Vec<usize>,
     pub(super) problems: Vec<Problem>,
+    /// `class = "..."` of the rules, checked once `[classes]` is read (it may come later).
+    pub(super) class_references: Vec<(String, Range<usize>)>,
 }
 
 impl<'t> Checker<'t> {
@@ -30,6 +32,7 @@ impl<'t> Checker<'t> {
             text,
             line_starts,
             problems: Vec::new(),
+            class_references: Vec::new(),
         }
     }
 

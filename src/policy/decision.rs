@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::rule::Rule;
+use crate::config::Hint;
 
 /// One `tools/call`, as the policy sees it. Everything is borrowed from the request line or the
 /// session: judging a call builds nothing.
@@ -38,6 +39,29 @@ impl ToolInfo {
     pub fn input_schema(&self) -> Option<&[u8]> {
         crate::json::get(&self.definition, "inputSchema")
     }
+
+    /// An annotation hint: what the tool says, else the specification's default (a tool that
+    /// says nothing is taken to be a writing, destructive, non-idempotent, open-world tool).
+    /// `destructiveHint` and `idempotentHint` mean something only for a tool that is not
+    /// read-only, so a read-only tool is neither.
+    pub fn hint(info: Option<&ToolInfo>, hint: Hint) -> bool {
+        let read = |key: &str| {
+            info.and_then(|i| crate::json::get(&i.definition, "annotations"))
+                .and_then(|a| crate::json::get(a, key))
+                .and_then(|v| match v.trim_ascii() {
+                    b"true" => Some(true),
+                    b"false" => Some(false),
+                    _ => None,
+                })
+        };
+        let read_only = read("readOnlyHint").unwrap_or(false);
+        match hint {
+            Hint::ReadOnly => read_only,
+            Hint::Destructive => !read_only && read("destructiveHint").unwrap_or(true),
+            Hint::Idempotent => !read_only && read("idempotentHint").unwrap_or(false),
+            Hint::OpenWorld => read("openWorldHint").unwrap_or(true),
+        }
+    }
 }
 
 /// What the policy says about one call. It owns its rule, so a call that waits (for a person, a
@@ -61,6 +85,11 @@ pub enum Decision {
     },
     /// No rule matched and the default is deny.
     DefaultDeny,
+    /// A condition of `rule` reads a value the proxy cannot judge as the server would read it.
+    Unjudgeable {
+        rule: Arc<Rule>,
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -74,7 +103,8 @@ impl Decision {
             Decision::Allow { rule } => rule.as_ref(),
             Decision::Deny { rule }
             | Decision::RateLimited { rule, .. }
-            | Decision::ApprovalRequired { rule } => Some(rule),
+            | Decision::ApprovalRequired { rule }
+            | Decision::Unjudgeable { rule, .. } => Some(rule),
             Decision::DefaultDeny => None,
         }
     }
@@ -87,6 +117,7 @@ impl Decision {
             Decision::RateLimited { .. } => "rate_limited",
             Decision::ApprovalRequired { .. } => "approval_required",
             Decision::DefaultDeny => "default_deny",
+            Decision::Unjudgeable { .. } => "unjudgeable_arguments",
         }
     }
 }

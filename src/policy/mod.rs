@@ -9,6 +9,7 @@
 //! actually forwarded. A call that waits for a person between the two is counted only if it
 //! goes through.
 
+pub mod condition;
 mod decision;
 pub mod rate_limit;
 mod rule;
@@ -19,7 +20,8 @@ use std::time::Instant;
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use crate::config::{Action, Config, DefaultAction};
+use crate::config::{Action, ClassMember, ClassSpec, Config, DefaultAction, Hint};
+use condition::Holds;
 pub use decision::{Call, Decision, ToolInfo};
 use rate_limit::RateLimiter;
 pub use rule::{Rule, RuleKey};
@@ -29,11 +31,71 @@ pub use rule::{Rule, RuleKey};
 pub struct Policy {
     rules: Vec<Arc<Rule>>,
     default: DefaultAction,
-    /// Exact-name rules: the first rule (index into `rules`) for each name.
-    exact: HashMap<String, usize>,
+    /// Exact-name rules: the rules (indexes into `rules`, in order) for each name.
+    exact: HashMap<String, Vec<usize>>,
     /// Glob rules, compiled together; `glob_rules[i]` is the rule of glob `i`.
     globs: GlobSet,
     glob_rules: Vec<usize>,
+    /// `[classes]`, by name.
+    classes: HashMap<String, Class>,
+}
+
+/// A class of `[classes]`, compiled.
+#[derive(Debug, Clone)]
+struct Class {
+    exact: std::collections::HashSet<String>,
+    globs: GlobSet,
+    /// Annotation hints and the value each wants.
+    hints: Vec<(Hint, bool)>,
+}
+
+/// Whether a tool belongs to a class, as far as its name tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    Yes,
+    No,
+    /// Only its annotations can tell.
+    ByHints,
+}
+
+impl Class {
+    fn compile(spec: &ClassSpec) -> anyhow::Result<Class> {
+        let mut exact = std::collections::HashSet::new();
+        let mut globs = GlobSetBuilder::new();
+        let mut hints = Vec::new();
+        for member in &spec.members {
+            match member {
+                ClassMember::Tool(name, None) => {
+                    exact.insert(name.clone());
+                }
+                ClassMember::Tool(_, Some(glob)) => {
+                    globs.add(glob.clone());
+                }
+                ClassMember::Hint { hint, wanted } => hints.push((*hint, *wanted)),
+            }
+        }
+        Ok(Class {
+            exact,
+            globs: globs.build()?,
+            hints,
+        })
+    }
+
+    fn by_name(&self, tool: &str) -> Membership {
+        if self.exact.contains(tool) || self.globs.is_match(tool) {
+            Membership::Yes
+        } else if self.hints.is_empty() {
+            Membership::No
+        } else {
+            Membership::ByHints
+        }
+    }
+
+    fn by_hints(&self, info: Option<&ToolInfo>) -> bool {
+        self.hints
+            .iter()
+            .any(|&(hint, wanted)| ToolInfo::hint(info, hint) == wanted)
+    }
 }
 
 /// What one session remembers between calls: the rate limiters of its rules, and which rule
@@ -42,9 +104,11 @@ pub struct Policy {
 pub struct PolicyState {
     /// By rule index; `None` for a rule without a rate limit.
     limiters: Vec<Option<RateLimiter>>,
-    /// The deciding rule (index into the rules) of each tool name already judged, so the globs
-    /// run once per name rather than once per call. Bounded by [`DECIDING_CACHE_NAMES`].
-    deciding: HashMap<Box<str>, Option<usize>>,
+    /// The candidate rules (indexes into the rules, in order) of each tool name already judged,
+    /// so the globs run once per name rather than once per call: the rules whose pattern (and
+    /// class, by name) match, up to the first that decides whatever the arguments. Bounded by
+    /// [`DECIDING_CACHE_NAMES`].
+    deciding: HashMap<Box<str>, Arc<[usize]>>,
     /// Reused buffer for glob matches, so a decision allocates nothing.
     matches: Vec<usize>,
 }
@@ -65,7 +129,13 @@ impl Policy {
             .zip(keys)
             .map(|(spec, key)| (Rule::from_spec(spec, key), spec.glob.clone()))
             .collect();
-        Policy::compile(rules, config.policy.default)
+        let mut policy = Policy::compile(rules, config.policy.default)?;
+        for class in &config.classes {
+            policy
+                .classes
+                .insert(class.name.clone(), Class::compile(class)?);
+        }
+        Ok(policy)
     }
 
     /// Compiles `rules`, each with its parsed glob (`None` for an exact name).
@@ -84,7 +154,10 @@ impl Policy {
                     glob_rules.push(index);
                 }
                 None => {
-                    exact.entry(rule.pattern.clone()).or_insert(index);
+                    exact
+                        .entry(rule.pattern.clone())
+                        .or_insert_with(Vec::new)
+                        .push(index);
                 }
             }
             compiled.push(Arc::new(rule));
@@ -99,6 +172,7 @@ impl Policy {
             exact,
             globs,
             glob_rules,
+            classes: HashMap::new(),
         })
     }
 
@@ -149,21 +223,45 @@ impl Policy {
         fresh
     }
 
-    /// The index of the first rule, in file order, whose pattern matches `tool`.
-    fn first_match(&self, tool: &str, matches: &mut Vec<usize>) -> Option<usize> {
-        let exact = self.exact.get(tool).copied();
+    /// The candidate rules of `tool`, in file order: those whose pattern matches and whose
+    /// class may hold it, up to and including the first that decides whatever the call says.
+    fn candidates(&self, tool: &str, matches: &mut Vec<usize>) -> Arc<[usize]> {
         self.globs.matches_into(tool, matches);
-        let glob = matches.first().map(|&i| self.glob_rules[i]);
-        match (exact, glob) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let mut all: Vec<usize> = matches.iter().map(|&i| self.glob_rules[i]).collect();
+        if let Some(exact) = self.exact.get(tool) {
+            all.extend_from_slice(exact);
         }
+        all.sort_unstable();
+        let mut candidates = Vec::new();
+        for index in all {
+            let rule = &self.rules[index];
+            let membership = match &rule.class {
+                None => Membership::Yes,
+                Some(class) => self
+                    .classes
+                    .get(class)
+                    .map_or(Membership::No, |c| c.by_name(tool)),
+            };
+            if membership == Membership::No {
+                continue;
+            }
+            candidates.push(index);
+            let decides_alone =
+                membership == Membership::Yes && rule.when.is_none() && !rule.shadow;
+            if decides_alone {
+                break;
+            }
+        }
+        candidates.into()
     }
 
-    /// The rule that decides calls to `tool`, if any.
+    /// The rule that decides calls to `tool` whatever their arguments, if one does before any
+    /// rule that looks at the call.
     pub fn rule_for(&self, tool: &str) -> Option<&Arc<Rule>> {
         let mut matches = Vec::new();
-        self.first_match(tool, &mut matches).map(|i| &self.rules[i])
+        let candidates = self.candidates(tool, &mut matches);
+        let first = self.rules.get(*candidates.first()?)?;
+        (candidates.len() == 1 && first.when.is_none() && !first.shadow).then_some(first)
     }
 
     /// Whether any rule hides tools, so that `tools/list` results need reading at all.
@@ -179,12 +277,71 @@ impl Policy {
 
     /// Decides `call` at `now`. Nothing is counted: see [`Policy::admit`].
     pub fn evaluate(&self, call: &Call<'_>, state: &mut PolicyState, now: Instant) -> Decision {
-        let Some(index) = self.deciding(call.tool, state) else {
-            return match self.default {
-                DefaultAction::Allow => Decision::Allow { rule: None },
-                DefaultAction::Deny => Decision::DefaultDeny,
-            };
+        self.judge(call, state, now).0
+    }
+
+    /// Decides `call` at `now`, and says what the first shadow rule that matched would have
+    /// decided (shadow rules only log; the rules after them decide).
+    pub fn judge(
+        &self,
+        call: &Call<'_>,
+        state: &mut PolicyState,
+        now: Instant,
+    ) -> (Decision, Option<Decision>) {
+        let candidates = match state.deciding.get(call.tool) {
+            Some(candidates) => candidates.clone(),
+            None => {
+                let candidates = self.candidates(call.tool, &mut state.matches);
+                if state.deciding.len() >= DECIDING_CACHE_NAMES {
+                    state.deciding.clear();
+                }
+                state.deciding.insert(call.tool.into(), candidates.clone());
+                candidates
+            }
         };
+        let mut shadow = None;
+        let schema = call.tool_info.and_then(ToolInfo::input_schema);
+        for &index in candidates.iter() {
+            let rule = &self.rules[index];
+            if let Some(class) = rule.class.as_ref().and_then(|c| self.classes.get(c))
+                && class.by_name(call.tool) == Membership::ByHints
+                && !class.by_hints(call.tool_info)
+            {
+                continue;
+            }
+            if let Some(when) = &rule.when {
+                match when.holds(call.arguments, schema) {
+                    Holds::Yes => {}
+                    Holds::No => continue,
+                    Holds::Unjudgeable(reason) => {
+                        let decision = Decision::Unjudgeable {
+                            rule: rule.clone(),
+                            reason,
+                        };
+                        if rule.shadow {
+                            shadow.get_or_insert(decision);
+                            continue;
+                        }
+                        return (decision, shadow);
+                    }
+                }
+            }
+            let decision = self.decide(index, state, now);
+            if rule.shadow {
+                shadow.get_or_insert(decision);
+                continue;
+            }
+            return (decision, shadow);
+        }
+        let decision = match self.default {
+            DefaultAction::Allow => Decision::Allow { rule: None },
+            DefaultAction::Deny => Decision::DefaultDeny,
+        };
+        (decision, shadow)
+    }
+
+    /// What rule `index` decides for a call it matches.
+    fn decide(&self, index: usize, state: &mut PolicyState, now: Instant) -> Decision {
         let rule = &self.rules[index];
         match rule.action {
             Action::Deny => Decision::Deny { rule: rule.clone() },
@@ -226,19 +383,6 @@ impl Policy {
             limiter.admit(now);
         }
     }
-
-    /// The deciding rule of `tool`, remembered per name.
-    fn deciding(&self, tool: &str, state: &mut PolicyState) -> Option<usize> {
-        if let Some(&index) = state.deciding.get(tool) {
-            return index;
-        }
-        let index = self.first_match(tool, &mut state.matches);
-        if state.deciding.len() >= DECIDING_CACHE_NAMES {
-            state.deciding.clear();
-        }
-        state.deciding.insert(tool.into(), index);
-        index
-    }
 }
 
 #[cfg(test)]
@@ -258,6 +402,9 @@ mod tests {
             rate_limit: None,
             hide: false,
             session_grant: Default::default(),
+            when: None,
+            class: None,
+            shadow: false,
             key: RuleKey(format!("tool:{pattern}").into()),
         }
     }
@@ -303,6 +450,7 @@ mod tests {
             Decision::RateLimited { rule, .. } => ("rate_limited", Some(rule.number)),
             Decision::ApprovalRequired { rule } => ("approval", Some(rule.number)),
             Decision::DefaultDeny => ("default_deny", None),
+            Decision::Unjudgeable { rule, .. } => ("unjudgeable", Some(rule.number)),
         }
     }
 

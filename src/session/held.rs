@@ -441,6 +441,17 @@ impl Session {
         }
     }
 
+    /// Ends every held call with an error carrying `message`, withdrawing its questions.
+    pub(super) fn abandon_held(&mut self, message: &str, out: &mut Vec<Effect<'static>>) {
+        for id in self.calls.held_ids() {
+            if let Some((call, held)) = self.take_held(&id) {
+                self.withdraw_channels(&held, message, out);
+                let error = reply::error(Some(&id), reply::INTERNAL_ERROR, message, None);
+                self.deliver(&call, Cow::Owned(error), out);
+            }
+        }
+    }
+
     /// Records a session grant for an approval given through a 2026-07-28 retry.
     pub(super) fn grant(&mut self, tool: &str, arguments: Option<&[u8]>, rule: &Rule) {
         self.grants.grant(tool, arguments, rule);

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use super::refusal::{self, ApprovalRefusal};
 use super::{Effect, Session, calls::Purpose};
 use crate::approval::seal::STATE_PREFIX;
-use crate::config::ViolationStyle;
+use crate::config::{PinMode, PolicyMode, ViolationStyle};
 use crate::json;
 use crate::message::{self, RequestId};
 use crate::policy::{Call, Decision, Rule};
@@ -37,15 +37,33 @@ pub(super) enum Verdict {
     Refuse(Decision),
 }
 
+/// Logs what a shadow rule, or the rules in shadow mode, would have done with a call that goes
+/// through.
+fn log_shadow(tool: &str, decision: &Decision, why: &str) {
+    if decision.is_allowed() {
+        if let Some(rule) = decision.rule() {
+            info!(tool = %tool, decision = "shadow_allow", "{why}: {} would allow this call", rule.label());
+        }
+        return;
+    }
+    info!(
+        tool = %tool,
+        decision = "shadow_deny",
+        "{why}: {}; the call was forwarded",
+        refusal::refusal_text(tool, decision)
+    );
+}
+
 /// The verdict on a decision: a pure function, tested with a table.
 pub(super) fn verdict(decision: Decision) -> Verdict {
     match decision {
         Decision::Allow { .. } => Verdict::Forward(decision),
         Decision::Deny { rule } if rule.hide => Verdict::HideAsUnknown(rule),
         Decision::ApprovalRequired { rule } => Verdict::Ask(rule),
-        Decision::Deny { .. } | Decision::RateLimited { .. } | Decision::DefaultDeny => {
-            Verdict::Refuse(decision)
-        }
+        Decision::Deny { .. }
+        | Decision::RateLimited { .. }
+        | Decision::DefaultDeny
+        | Decision::Unjudgeable { .. } => Verdict::Refuse(decision),
     }
 }
 
@@ -84,15 +102,57 @@ impl Session {
             arguments,
             tool_info: self.catalog.get(&tool),
         };
-        let decision = self.policy.evaluate(&call, &mut self.state, now);
+        let (decision, shadow) = self.policy.judge(&call, &mut self.state, now);
+        if let Some(shadow) = &shadow {
+            log_shadow(&tool, shadow, "a shadow rule");
+        }
+        if let Some(what) = self.catalog.changed(&tool) {
+            match self.settings.pinning {
+                PinMode::Refuse => {
+                    if let Some(id) = &request.id {
+                        info!(tool = %tool, %id, "refused a call to a tool whose definition changed: {what}");
+                        let style = self.style_for(request.params);
+                        let modern = self.era.is_modern(request.meta);
+                        let line = refusal::tool_changed_refusal(id, &tool, what, style, modern);
+                        self.answer(batch, line, out);
+                    }
+                    return;
+                }
+                PinMode::Log => {
+                    warn!(tool = %tool, "a call to a tool whose definition changed: {what}")
+                }
+                PinMode::Off => {}
+            }
+        }
         if let Some(state) = state {
             self.on_approval_retry(request, &tool, arguments, &state, decision, now, batch, out);
             return;
         }
-        match verdict(decision) {
+        let verdict = match verdict(decision) {
+            Verdict::Forward(decision) => Verdict::Forward(decision),
+            // Shadow mode: what the rules would refuse goes through, and is logged.
+            refused if self.settings.mode == PolicyMode::Shadow => {
+                match &refused {
+                    Verdict::Refuse(decision) => log_shadow(&tool, decision, "shadow mode"),
+                    Verdict::HideAsUnknown(rule) | Verdict::Ask(rule) => info!(
+                        tool = %tool, rule = rule.number,
+                        "shadow mode: {} would have refused or asked about this call; forwarded",
+                        rule.label()
+                    ),
+                    Verdict::Forward(_) => {}
+                }
+                Verdict::Forward(Decision::Allow { rule: None })
+            }
+            other => other,
+        };
+        match verdict {
             Verdict::Forward(decision) => {
                 debug!(tool = %tool, "allowed a tool call");
                 self.policy.admit(&decision, &mut self.state, now);
+                if let Some(shadow) = &shadow {
+                    // A shadow rate limit counts what it would have let through.
+                    self.policy.admit(shadow, &mut self.state, now);
+                }
                 self.forward_call(request.id, request.meta, request.line, batch, out);
             }
             Verdict::HideAsUnknown(rule) => {
@@ -217,6 +277,9 @@ mod tests {
             rate_limit: None,
             hide,
             session_grant: Default::default(),
+            when: None,
+            class: None,
+            shadow: false,
             key: RuleKey("tool:t".into()),
         })
     }

@@ -55,6 +55,12 @@ pub struct Settings {
     pub server: String,
     /// This proxy process among others, for the approval command and logs.
     pub session_id: String,
+    /// `[policy] mode`.
+    pub mode: crate::config::PolicyMode,
+    /// `[pinning] mode`.
+    pub pinning: crate::config::PinMode,
+    /// Pins from the operator's pin file: tool name to the SHA-256 (hex) of its definition.
+    pub pins: std::collections::HashMap<String, String>,
 }
 
 /// The state of one proxied session.
@@ -532,7 +538,8 @@ impl Session {
     }
 
     /// The child has exited: every request still waiting on it gets an error, so the client
-    /// never hangs. Held calls stay held: if they are approved, they are answered then.
+    /// never hangs, and so does every call still waiting for a person (its question is
+    /// withdrawn): the proxy is about to exit with its child.
     pub fn on_child_exit(&mut self, how: &str, out: &mut Vec<Effect<'static>>) {
         self.child_gone = true;
         self.issued.clear_child_requests();
@@ -541,6 +548,8 @@ impl Session {
             let error = reply::error(Some(&id), reply::INTERNAL_ERROR, &message, None);
             self.deliver(&call, Cow::Owned(error), out);
         }
+        let message = format!("the MCP server exited ({how}) while this call waited for approval");
+        self.abandon_held(&message, out);
     }
 }
 

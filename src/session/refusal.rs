@@ -82,6 +82,11 @@ pub fn refusal_text(tool: &str, decision: &Decision) -> String {
             "policy violation: tool {tool:?} is not allowed: no rule matches it and the default \
              policy is deny."
         ),
+        Decision::Unjudgeable { rule, reason } => format!(
+            "policy violation: the call to tool {tool:?} was refused because {} looks at its \
+             arguments and cannot judge them: {reason}.",
+            rule_label(rule),
+        ),
     }
 }
 
@@ -93,6 +98,7 @@ pub fn refusal_facts(tool: &str, decision: &Decision) -> Value {
         Decision::RateLimited { rule, .. } => ("rate_limited", Some(&**rule)),
         Decision::ApprovalRequired { rule } => ("approval_required", Some(&**rule)),
         Decision::DefaultDeny => ("default_deny", None),
+        Decision::Unjudgeable { rule, .. } => ("unjudgeable_arguments", Some(&**rule)),
     };
     let mut facts = json!({
         "decision": kind,
@@ -213,6 +219,30 @@ pub fn approval_refusal(
     shaped(id, text, facts, style, modern)
 }
 
+/// The answer to a call to a tool whose definition changed since it was first listed (a
+/// rug-pull: a description that now tells the model to do something else, a schema that now
+/// takes more).
+pub fn tool_changed_refusal(
+    id: &RequestId,
+    tool: &str,
+    what: &str,
+    style: ViolationStyle,
+    modern: bool,
+) -> Vec<u8> {
+    let text = format!(
+        "policy violation: tool {tool:?} was refused because {what}. The server may have been \
+         changed under this session; ask the user to review the tool before using it."
+    );
+    let facts = json!({
+        "decision": "tool_changed",
+        "tool": tool,
+        "rule": null,
+        "pattern": null,
+        "reason": what,
+    });
+    shaped(id, text, facts, style, modern)
+}
+
 fn shaped(
     id: &RequestId,
     text: String,
@@ -254,6 +284,9 @@ mod tests {
             rate_limit: None,
             hide: false,
             session_grant: Default::default(),
+            when: None,
+            class: None,
+            shadow: false,
             key: RuleKey("tool:valkey_*".into()),
         }
     }

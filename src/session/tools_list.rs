@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::Session;
+use crate::approval::digest::{hex, write_canonical};
 use crate::json;
 use crate::message;
 use crate::policy::ToolInfo;
@@ -13,16 +14,95 @@ use crate::policy::ToolInfo;
 /// only keeps a server that lists endless tools from growing the proxy's memory.
 const CATALOG_TOOLS: usize = 4096;
 
-/// The tools the server declared in its latest `tools/list` results, by name.
+/// The tools the server declared in its latest `tools/list` results, by name, and what changed.
 #[derive(Debug, Default)]
 pub(super) struct Catalog {
     tools: HashMap<Box<str>, ToolInfo>,
+    /// The digest of each tool's definition when this session first saw it (its pin).
+    first: HashMap<Box<str>, [u8; 32]>,
+    /// Tools whose definition differs from their pin, with what changed.
+    changed: HashMap<Box<str>, String>,
 }
 
 impl Catalog {
     pub(super) fn get(&self, tool: &str) -> Option<&ToolInfo> {
         self.tools.get(tool)
     }
+
+    /// What changed in `tool`'s definition since it was pinned, if it did.
+    pub(super) fn changed(&self, tool: &str) -> Option<&str> {
+        if self.changed.is_empty() {
+            return None;
+        }
+        self.changed.get(tool).map(String::as_str)
+    }
+
+    /// Compares a listed definition with its pin: the operator's, else the first this session
+    /// saw.
+    fn pin(&mut self, name: &str, definition: &[u8], pins: &HashMap<String, String>) {
+        let digest = definition_digest(definition);
+        if let Some(pinned) = pins.get(name) {
+            if !pinned.eq_ignore_ascii_case(&hex(&digest)) {
+                let what = "its definition differs from the one pinned in the pin file".to_owned();
+                warn!(tool = %name, "{what}");
+                self.changed.insert(name.into(), what);
+            } else {
+                self.changed.remove(name);
+            }
+            return;
+        }
+        let Some(first) = self.first.get(name) else {
+            if self.first.len() < CATALOG_TOOLS {
+                self.first.insert(name.into(), digest);
+            }
+            return;
+        };
+        if *first == digest {
+            self.changed.remove(name);
+            return;
+        }
+        let before = self.tools.get(name).map(|info| &*info.definition);
+        let what = describe_change(before, definition);
+        warn!(tool = %name, "the server changed a tool mid-session: {what}");
+        self.changed.insert(name.into(), what);
+    }
+}
+
+/// The digest of a tool's definition, read as the canonical JSON (whitespace and member order do
+/// not count).
+fn definition_digest(definition: &[u8]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut canonical = Vec::with_capacity(definition.len());
+    write_canonical(definition, &mut canonical);
+    Sha256::digest(&canonical).into()
+}
+
+/// Which members of a tool's definition differ between two listings.
+fn describe_change(before: Option<&[u8]>, after: &[u8]) -> String {
+    let Some(before) = before else {
+        return "its definition changed since the session first listed it".to_owned();
+    };
+    let canonical = |value: Option<&[u8]>| {
+        value.map(|v| {
+            let mut out = Vec::new();
+            write_canonical(v, &mut out);
+            out
+        })
+    };
+    let mut keys: Vec<String> = json::members(before)
+        .chain(json::members(after))
+        .map(|(key, _)| key.into_owned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let differing: Vec<String> = keys
+        .into_iter()
+        .filter(|key| canonical(json::get(before, key)) != canonical(json::get(after, key)))
+        .collect();
+    format!(
+        "its {} changed since the session first listed it",
+        differing.join(", ")
+    )
 }
 
 impl Session {
@@ -30,6 +110,7 @@ impl Session {
     /// remembers each tool's definition, and returns the line without the hidden tools (`None`
     /// when nothing is hidden).
     pub(super) fn on_tools_list(&mut self, content: &[u8], result: &[u8]) -> Option<Vec<u8>> {
+        let pinning = self.settings.pinning != crate::config::PinMode::Off;
         let tools = json::get(result, "tools")?;
         let hides = self.policy.hides_any();
         let mut kept = Vec::new();
@@ -40,6 +121,9 @@ impl Session {
                 && (self.catalog.tools.len() < CATALOG_TOOLS
                     || self.catalog.tools.contains_key(name.as_ref()))
             {
+                if pinning {
+                    self.catalog.pin(name, tool, &self.settings.pins);
+                }
                 let info = ToolInfo {
                     definition: tool.into(),
                 };

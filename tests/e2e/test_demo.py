@@ -58,13 +58,30 @@ def test_demo_shows_each_decision_and_what_valkey_holds() -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for label in ("ALLOWED", "RATE-LIMITED", "DENIED", "APPROVAL REQUIRED", "DENIED (no rule)"):
+    labels = ("ALLOWED", "RATE-LIMITED", "DENIED", "DENIED (no rule)", "APPROVED BY A PERSON", "REFUSED BY A PERSON")
+    for label in labels:
         assert f"-> {label}" in out, f"no {label} call in the demo:\n{out}"
     assert out.count("policy violation: ") == 4, out
     assert 'demo:rate:EUR    = "1.08"' in out
     assert "demo:rate:CHF      absent" in out
-    assert "3 keys survive" in out
-    assert "5 allowed, 1 rate-limited, 1 denied, 1 approval required, 1 denied (no rule)" in out
+    assert "4 keys survive" in out
+    assert "5 allowed, 1 rate-limited, 1 denied, 1 approved by a person, 1 refused by a person, 1 denied (no rule)" in out
+
+    # A person is shown the proxy's question twice, approves the first call and refuses the second.
+    assert out.count("the person is asked:") == 2, out
+    assert out.count("mcp-policy-proxy asks for your approval of a tool call.") == 2, out
+    assert out.count("Tool: add_documents") == 2, out
+    assert 'index_name = "demo"' in out and 'index_name = "fx"' in out, out
+    assert "the person answers: approve_once" in out, out
+    assert "the person answers: deny" in out, out
+    # The approved call ran: its hash is in Valkey (read with valkey-cli, not through the proxy).
+    assert 'demo:rates       = hash {EUR: "1.08", GBP: "0.86", JPY: "156.2"}' in out, out
+    # The refused one did not, and the agent was told the person's note.
+    assert "fx:rates           absent: a person refused that call" in out, out
+    assert not re.search(r"^  fx:rates +=", out, re.M), out
+    flat = " ".join(out.split())
+    note = "Not the shared fx index: other teams read it. Keep the rates in the demo index."
+    assert f"The person said: {note}" in flat, out
     workdir, port = settings_of(out)
     assert not workdir.exists(), "the demo left its temp dir behind"
     assert port_is_closed(port), "the demo left valkey-server running"

@@ -1,0 +1,594 @@
+//! Argument conditions: what a rule says about a call's `arguments`, judged on the raw bytes.
+//!
+//! The threat is the same as everywhere in the proxy: a value the proxy judges one way and the
+//! server reads another way is a bypass. So a condition reads the arguments as the server will:
+//! - keys and strings decoded (JSON escapes), through the strict validator's accessors, on
+//!   arguments that passed strict validation (no duplicate keys, so first-wins and last-wins
+//!   readers agree);
+//! - `ignore_case` upper-cases both sides with the full Unicode mappings, as Python's
+//!   `str.upper()` does (the Valkey server upper-cases a command that way): `ﬂushdb` is
+//!   `FLUSHDB`, `ſet` is `SET`, `ıncr` is `INCR`;
+//! - a value whose JSON type is not one the tool's `inputSchema` declares at that path is not
+//!   judged at all: the server's SDK would convert it (a JSON-encoded string becomes an array,
+//!   `"5"` becomes 5, `"yes"` becomes true), so the proxy cannot know what runs. The same holds
+//!   without a schema for a step into a string, or a string that holds a JSON array or object.
+//!   Such a call is refused with the reason ([`Holds::Unjudgeable`]).
+//!
+//! Nothing here builds a tree of the arguments: paths are walked with `json::get` and
+//! `json::elements` over the bytes of the line.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::json::{self, Kind};
+
+/// A condition tree, as `when = [...]` writes it: every item must hold.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    Test(Box<Test>),
+    /// Holds when every condition holds (the list form of `when`).
+    All(Vec<Cond>),
+    /// `{ any = [...] }`: holds when one condition holds.
+    Any(Vec<Cond>),
+    /// `{ not = {...} }`.
+    Not(Box<Cond>),
+}
+
+/// One test of the value at a path.
+#[derive(Debug, Clone)]
+pub struct Test {
+    pub path: ArgPath,
+    pub op: Op,
+    pub ignore_case: bool,
+    /// With a `[*]` in the path: every element must pass (`every = true`), not just one. There
+    /// must be at least one: an empty array passes no `every` test, so an allow rule that wants
+    /// every key safe does not allow a call with no keys at all.
+    pub every: bool,
+}
+
+/// A path into `arguments`: `command`, `a.b`, `args[0]`, `args[*]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgPath {
+    pub segments: Vec<Segment>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    Member(String),
+    Index(usize),
+    /// `[*]`: every element of an array.
+    Each,
+}
+
+/// A literal in a condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Literal::Str(s) => write!(f, "{s:?}"),
+            Literal::Int(n) => write!(f, "{n}"),
+            Literal::Float(x) => write!(f, "{x}"),
+            Literal::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Eq(Literal),
+    Ne(Literal),
+    In(Vec<Literal>),
+    NotIn(Vec<Literal>),
+    Glob(globset::GlobMatcher, String),
+    Regex(regex::Regex),
+    Prefix(String),
+    Lt(f64),
+    Le(f64),
+    Gt(f64),
+    Ge(f64),
+    Exists(bool),
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Eq(_) => "eq",
+            Op::Ne(_) => "ne",
+            Op::In(_) => "in",
+            Op::NotIn(_) => "not_in",
+            Op::Glob(..) => "glob",
+            Op::Regex(_) => "regex",
+            Op::Prefix(_) => "prefix",
+            Op::Lt(_) => "lt",
+            Op::Le(_) => "le",
+            Op::Gt(_) => "gt",
+            Op::Ge(_) => "ge",
+            Op::Exists(_) => "exists",
+        }
+    }
+
+    /// Whether a missing value passes: only the negative tests hold for nothing.
+    fn holds_when_missing(&self) -> bool {
+        matches!(self, Op::Ne(_) | Op::NotIn(_) | Op::Exists(false))
+    }
+}
+
+/// The verdict of a condition on a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holds {
+    Yes,
+    No,
+    /// The value cannot be judged as the server will read it.
+    Unjudgeable(String),
+}
+
+impl Holds {
+    fn from_bool(b: bool) -> Holds {
+        if b { Holds::Yes } else { Holds::No }
+    }
+}
+
+impl Cond {
+    /// Judges the condition on `arguments` (raw, validated JSON; `None` when absent), against
+    /// the tool's `inputSchema` when the server declared one.
+    pub fn holds(&self, arguments: Option<&[u8]>, schema: Option<&[u8]>) -> Holds {
+        match self {
+            Cond::Test(test) => test.holds(arguments, schema),
+            Cond::All(items) => {
+                for item in items {
+                    match item.holds(arguments, schema) {
+                        Holds::Yes => {}
+                        other => return other,
+                    }
+                }
+                Holds::Yes
+            }
+            Cond::Any(items) => {
+                // Every alternative is judged: one that cannot be judged refuses the call even
+                // when another holds, so the verdict never depends on the order written.
+                let mut any = false;
+                for item in items {
+                    match item.holds(arguments, schema) {
+                        Holds::Yes => any = true,
+                        Holds::No => {}
+                        unjudgeable => return unjudgeable,
+                    }
+                }
+                Holds::from_bool(any)
+            }
+            Cond::Not(inner) => match inner.holds(arguments, schema) {
+                Holds::Yes => Holds::No,
+                Holds::No => Holds::Yes,
+                unjudgeable => unjudgeable,
+            },
+        }
+    }
+
+    /// The condition as a person reads it, for `check` and `explain`.
+    pub fn describe(&self) -> String {
+        match self {
+            Cond::Test(test) => test.describe(),
+            Cond::All(items) => items
+                .iter()
+                .map(Cond::describe)
+                .collect::<Vec<_>>()
+                .join(" and "),
+            Cond::Any(items) => format!(
+                "({})",
+                items
+                    .iter()
+                    .map(Cond::describe)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            Cond::Not(inner) => format!("not ({})", inner.describe()),
+        }
+    }
+}
+
+impl Test {
+    fn describe(&self) -> String {
+        let list = |items: &[Literal]| {
+            items
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let op = match &self.op {
+            Op::Eq(v) => format!("== {v}"),
+            Op::Ne(v) => format!("!= {v}"),
+            Op::In(vs) => format!("in [{}]", list(vs)),
+            Op::NotIn(vs) => format!("not in [{}]", list(vs)),
+            Op::Glob(_, g) => format!("matches glob {g:?}"),
+            Op::Regex(r) => format!("matches regex {:?}", r.as_str()),
+            Op::Prefix(p) => format!("starts with {p:?}"),
+            Op::Lt(x) => format!("< {x}"),
+            Op::Le(x) => format!("<= {x}"),
+            Op::Gt(x) => format!("> {x}"),
+            Op::Ge(x) => format!(">= {x}"),
+            Op::Exists(true) => "exists".to_owned(),
+            Op::Exists(false) => "does not exist".to_owned(),
+        };
+        let every = if self.every { "every " } else { "" };
+        let case = if self.ignore_case {
+            " (ignoring case)"
+        } else {
+            ""
+        };
+        format!("{every}{} {op}{case}", self.path.text)
+    }
+
+    fn holds(&self, arguments: Option<&[u8]>, schema: Option<&[u8]>) -> Holds {
+        let values = match arguments {
+            None => Vec::new(),
+            Some(arguments) => match values_at(arguments, schema, &self.path) {
+                Ok(values) => values,
+                Err(why) => return Holds::Unjudgeable(why),
+            },
+        };
+        if let Op::Exists(wanted) = self.op {
+            return Holds::from_bool(values.is_empty() != wanted);
+        }
+        if values.is_empty() {
+            return Holds::from_bool(self.op.holds_when_missing());
+        }
+        let mut passed = 0;
+        for (value, _) in &values {
+            match self.test_value(value) {
+                Ok(true) => passed += 1,
+                Ok(false) => {}
+                Err(why) => return Holds::Unjudgeable(why),
+            }
+        }
+        Holds::from_bool(if self.every {
+            passed == values.len()
+        } else {
+            passed > 0
+        })
+    }
+
+    /// One value against the operator.
+    fn test_value(&self, value: &[u8]) -> Result<bool, String> {
+        let kind = json::kind(value);
+        let text = || -> Result<Cow<'_, str>, String> {
+            match kind {
+                Kind::String => {
+                    let s = json::as_str(value).unwrap_or_default();
+                    Ok(if self.ignore_case {
+                        Cow::Owned(s.to_uppercase())
+                    } else {
+                        s
+                    })
+                }
+                _ => Err(format!(
+                    "`{}` is {} but the condition compares text",
+                    self.path.text,
+                    kind_name(kind)
+                )),
+            }
+        };
+        let number = || -> Result<f64, String> {
+            match kind {
+                Kind::Number => std::str::from_utf8(value.trim_ascii())
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .ok_or_else(|| format!("`{}` is not a number", self.path.text)),
+                _ => Err(format!(
+                    "`{}` is {} but the condition compares numbers",
+                    self.path.text,
+                    kind_name(kind)
+                )),
+            }
+        };
+        match &self.op {
+            Op::Eq(literal) => Ok(self.equals(value, kind, literal)),
+            Op::Ne(literal) => Ok(!self.equals(value, kind, literal)),
+            Op::In(literals) => Ok(literals.iter().any(|l| self.equals(value, kind, l))),
+            Op::NotIn(literals) => Ok(!literals.iter().any(|l| self.equals(value, kind, l))),
+            Op::Glob(matcher, _) => Ok(matcher.is_match(text()?.as_ref())),
+            Op::Regex(regex) => Ok(regex.is_match(&text()?)),
+            Op::Prefix(prefix) => {
+                let prefix = self.fold(prefix);
+                Ok(text()?.starts_with(prefix.as_ref()))
+            }
+            Op::Lt(x) => Ok(number()? < *x),
+            Op::Le(x) => Ok(number()? <= *x),
+            Op::Gt(x) => Ok(number()? > *x),
+            Op::Ge(x) => Ok(number()? >= *x),
+            Op::Exists(_) => unreachable!("handled before the values"),
+        }
+    }
+
+    fn fold<'s>(&self, s: &'s str) -> Cow<'s, str> {
+        if self.ignore_case {
+            Cow::Owned(s.to_uppercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    }
+
+    /// Whether a JSON value equals a literal: strings as decoded text (folded with
+    /// `ignore_case`), numbers by value, booleans as themselves; values of other types differ.
+    fn equals(&self, value: &[u8], kind: Kind, literal: &Literal) -> bool {
+        match (kind, literal) {
+            (Kind::String, Literal::Str(s)) => {
+                json::as_str(value).is_some_and(|v| self.fold(&v) == self.fold(s))
+            }
+            (Kind::Number, Literal::Int(n)) => number_equals(value, *n as f64, Some(*n)),
+            (Kind::Number, Literal::Float(x)) => number_equals(value, *x, None),
+            (Kind::Bool, Literal::Bool(b)) => value.trim_ascii().starts_with(b"t") == *b,
+            _ => false,
+        }
+    }
+}
+
+fn number_equals(value: &[u8], x: f64, exact: Option<i64>) -> bool {
+    let text = std::str::from_utf8(value.trim_ascii()).unwrap_or_default();
+    if let (Some(n), Ok(v)) = (exact, text.parse::<i128>()) {
+        return v == i128::from(n);
+    }
+    text.parse::<f64>().is_ok_and(|v| v == x)
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Object => "an object",
+        Kind::Array => "an array",
+        Kind::String => "a string",
+        Kind::Number => "a number",
+        Kind::Bool => "a boolean",
+        Kind::Null => "null",
+    }
+}
+
+/// The JSON Schema type name of a value.
+fn type_name(value: &[u8]) -> &'static str {
+    match json::kind(value) {
+        Kind::Object => "object",
+        Kind::Array => "array",
+        Kind::String => "string",
+        Kind::Number => {
+            let t = value.trim_ascii();
+            if t.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+                "number"
+            } else {
+                "integer"
+            }
+        }
+        Kind::Bool => "boolean",
+        Kind::Null => "null",
+    }
+}
+
+/// The types a schema declares: its `type` (a name or a list), or those of its
+/// `anyOf`/`oneOf` alternatives. Empty when it declares none the proxy can read.
+fn declared_types(schema: &[u8]) -> Vec<Cow<'_, str>> {
+    if let Some(t) = json::get(schema, "type") {
+        return match json::kind(t) {
+            Kind::String => json::as_str(t).into_iter().collect(),
+            Kind::Array => json::elements(t).filter_map(json::as_str).collect(),
+            _ => Vec::new(),
+        };
+    }
+    let mut types = Vec::new();
+    for key in ["anyOf", "oneOf"] {
+        if let Some(alternatives) = json::get(schema, key) {
+            for alternative in json::elements(alternatives) {
+                let inner = declared_types(alternative);
+                if inner.is_empty() {
+                    // An alternative of unknown type: the union as a whole is unknown.
+                    return Vec::new();
+                }
+                types.extend(inner);
+            }
+        }
+    }
+    types
+}
+
+/// The schema of a child: `properties[key]` or `items`, looked up in the schema or in its
+/// `anyOf`/`oneOf` alternative that has it.
+fn child_schema<'s>(schema: &'s [u8], member: Option<&str>) -> Option<&'s [u8]> {
+    let direct = match member {
+        Some(key) => json::get(schema, "properties").and_then(|p| json::get(p, key)),
+        None => json::get(schema, "items"),
+    };
+    direct.or_else(|| {
+        ["anyOf", "oneOf"].iter().find_map(|key| {
+            json::elements(json::get(schema, key)?).find_map(|alt| child_schema(alt, member))
+        })
+    })
+}
+
+/// Refuses a value whose type the schema does not declare at this place.
+fn check_type(value: &[u8], schema: Option<&[u8]>, place: &str) -> Result<(), String> {
+    let Some(schema) = schema else {
+        return Ok(());
+    };
+    let declared = declared_types(schema);
+    if declared.is_empty() {
+        return Ok(());
+    }
+    let actual = type_name(value);
+    let accepted = declared
+        .iter()
+        .any(|t| t == actual || (t == "number" && actual == "integer"));
+    if accepted {
+        return Ok(());
+    }
+    Err(format!(
+        "`{place}` is {} but the tool's inputSchema declares {}; the server would convert it, \
+         so the proxy cannot judge what would run. Send it as {}",
+        with_article(actual),
+        declared.join(" or "),
+        with_article(&declared[0]),
+    ))
+}
+
+fn with_article(t: &str) -> String {
+    match t {
+        "array" | "object" | "integer" => format!("an {t}"),
+        "null" => "null".to_owned(),
+        _ => format!("a {t}"),
+    }
+}
+
+/// The values at `path` in `arguments`, each with its place, or why they cannot be judged.
+/// Missing members and indexes give no value.
+fn values_at<'a>(
+    arguments: &'a [u8],
+    schema: Option<&[u8]>,
+    path: &ArgPath,
+) -> Result<Vec<(&'a [u8], String)>, String> {
+    // Each value reached so far, with its schema and its place (for messages).
+    type Reached<'v, 's> = (&'v [u8], Option<&'s [u8]>, String);
+    let mut current: Vec<Reached<'a, '_>> = vec![(arguments, schema, "arguments".to_owned())];
+    for segment in &path.segments {
+        let mut next = Vec::new();
+        for (value, schema, place) in current {
+            check_type(value, schema, &place)?;
+            let kind = json::kind(value);
+            let wanted = match segment {
+                Segment::Member(_) => Kind::Object,
+                Segment::Index(_) | Segment::Each => Kind::Array,
+            };
+            if kind == Kind::Null {
+                continue;
+            }
+            if kind != wanted {
+                let what = if wanted == Kind::Object {
+                    "an object"
+                } else {
+                    "an array"
+                };
+                return Err(format!(
+                    "`{place}` is {} where the condition on `{}` needs {what}; the proxy cannot \
+                     judge what the server would make of it",
+                    kind_name(kind),
+                    path.text
+                ));
+            }
+            match segment {
+                Segment::Member(key) => {
+                    if let Some(child) = json::get(value, key) {
+                        let child_schema = schema.and_then(|s| child_schema(s, Some(key)));
+                        next.push((child, child_schema, format!("{place}.{key}")));
+                    }
+                }
+                Segment::Index(i) => {
+                    if let Some(child) = json::elements(value).nth(*i) {
+                        let child_schema = schema.and_then(|s| child_schema(s, None));
+                        next.push((child, child_schema, format!("{place}[{i}]")));
+                    }
+                }
+                Segment::Each => {
+                    let child_schema = schema.and_then(|s| child_schema(s, None));
+                    for (i, child) in json::elements(value).enumerate() {
+                        next.push((child, child_schema, format!("{place}[{i}]")));
+                    }
+                }
+            }
+        }
+        current = next;
+    }
+    let mut values = Vec::with_capacity(current.len());
+    for (value, schema, place) in current {
+        check_type(value, schema, &place)?;
+        if schema.is_none_or(|s| declared_types(s).is_empty()) && json::kind(value) == Kind::String
+        {
+            // With no declared type, a string that holds a JSON array or object may be decoded by
+            // the server into one.
+            let decoded = json::as_str(value).unwrap_or_default();
+            let inner = decoded.trim_start();
+            if (inner.starts_with('[') || inner.starts_with('{'))
+                && serde_json::from_str::<serde_json::Value>(&decoded).is_ok()
+            {
+                return Err(format!(
+                    "`{place}` is a string holding JSON, which the server may decode into {}; the \
+                     proxy cannot judge it. Send the value itself, not JSON text",
+                    if inner.starts_with('[') {
+                        "an array"
+                    } else {
+                        "an object"
+                    }
+                ));
+            }
+        }
+        values.push((value, place));
+    }
+    Ok(values)
+}
+
+/// Parses a path: `command`, `a.b`, `args[0]`, `args[*]`, `a["odd key"]`.
+pub fn parse_path(text: &str) -> Result<ArgPath, String> {
+    let mut segments = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut expect_name = true;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'[' => {
+                let end = text[i..]
+                    .find(']')
+                    .map(|e| i + e)
+                    .ok_or_else(|| format!("unclosed `[` in path {text:?}"))?;
+                let inside = &text[i + 1..end];
+                if inside == "*" {
+                    segments.push(Segment::Each);
+                } else if let Some(quoted) =
+                    inside.strip_prefix('"').and_then(|s| s.strip_suffix('"'))
+                {
+                    segments.push(Segment::Member(quoted.to_owned()));
+                } else {
+                    let index = inside.parse::<usize>().map_err(|_| {
+                        format!(
+                            "invalid index `[{inside}]` in path {text:?}; use a number such as \
+                             [0], [*] for every element, or [\"key\"]"
+                        )
+                    })?;
+                    segments.push(Segment::Index(index));
+                }
+                i = end + 1;
+                expect_name = false;
+            }
+            b'.' => {
+                if expect_name {
+                    return Err(format!("empty member name in path {text:?}"));
+                }
+                i += 1;
+                expect_name = true;
+            }
+            _ => {
+                if !expect_name {
+                    return Err(format!(
+                        "expected `.` or `[` at column {} of path {text:?}",
+                        i + 1
+                    ));
+                }
+                let end = text[i..].find(['.', '[']).map_or(text.len(), |e| i + e);
+                segments.push(Segment::Member(text[i..end].to_owned()));
+                i = end;
+                expect_name = false;
+            }
+        }
+    }
+    if segments.is_empty() || expect_name {
+        return Err(format!("incomplete path {text:?}"));
+    }
+    Ok(ArgPath {
+        segments,
+        text: text.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -135,7 +135,12 @@ impl Checker<'_> {
             .iter()
             .filter(|(key, _)| OPERATORS.contains(&key.get_ref().as_ref()))
             .collect();
+        let misspelt = table
+            .keys()
+            .any(|key| !known.contains(&key.get_ref().as_ref()));
         let (key, operand) = match ops.as_slice() {
+            // A misspelt operator was reported as an unknown key already.
+            [] if misspelt => return None,
             [] => {
                 self.report(
                     value.span(),

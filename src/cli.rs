@@ -62,6 +62,22 @@ pub enum Sub {
     /// Check the configuration and print what it decides, without starting the server (exit
     /// status 0 when valid, 2 when not).
     Check,
+    /// Show which rule decides a call and why each earlier rule passed it over.
+    Explain {
+        /// The tool's name.
+        tool: String,
+        /// The call's arguments as a JSON object, e.g. '{"command":"DEL","args":["k"]}'.
+        arguments: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run policy tests: each [[case]] of CASES (TOML) names a tool, its arguments and the
+    /// decision expected; exit status 1 when a case fails.
+    Test {
+        /// The cases file.
+        cases: PathBuf,
+    },
     /// An approval command that asks the person at this screen in a native dialog: use it as
     /// `[approval] command = ["mcp-policy-proxy", "approve-desktop"]`. Reads the call as JSON on
     /// stdin; exit status 0 approves.
@@ -73,6 +89,14 @@ pub enum Sub {
 pub enum Command {
     Run {
         command: Vec<OsString>,
+    },
+    Explain {
+        tool: String,
+        arguments: Option<String>,
+        json: bool,
+    },
+    Test {
+        cases: PathBuf,
     },
     /// `to_stderr`: the `--check` flag, which printed its report to stderr before the
     /// subcommand existed and still does, for the scripts that read it there.
@@ -88,6 +112,16 @@ impl Cli {
             Some(Sub::Run { command }) => Command::Run { command },
             Some(Sub::Check) => Command::Check { to_stderr: false },
             Some(Sub::ApproveDesktop) => Command::ApproveDesktop,
+            Some(Sub::Explain {
+                tool,
+                arguments,
+                json,
+            }) => Command::Explain {
+                tool,
+                arguments,
+                json,
+            },
+            Some(Sub::Test { cases }) => Command::Test { cases },
             None if self.check => Command::Check { to_stderr: true },
             None => Command::Run {
                 command: std::mem::take(&mut self.command),

@@ -25,6 +25,9 @@ pub enum Error {
         .config.display()
     )]
     NoServer { config: PathBuf },
+    /// The command line asks for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot use the pin file {}: {why}", .path.display())]
     Pins { path: PathBuf, why: String },
     #[error("cannot start the MCP server `{command}`")]
@@ -41,9 +44,11 @@ impl Error {
     /// The process's exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::NoPolicy | Error::Config(_) | Error::NoServer { .. } | Error::Pins { .. } => {
-                EXIT_CONFIG
-            }
+            Error::NoPolicy
+            | Error::Config(_)
+            | Error::NoServer { .. }
+            | Error::Pins { .. }
+            | Error::Usage(_) => EXIT_CONFIG,
             Error::Spawn { .. } => EXIT_SPAWN,
             Error::Runtime(_) => 1,
         }

@@ -68,6 +68,41 @@ pub fn run(mut cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explain {
+            tool,
+            arguments,
+            json,
+        } => {
+            let path = cli.config.ok_or(Error::NoPolicy)?;
+            let (_, policy) = load(&path)?;
+            let arguments =
+                commands::explain::check_arguments(arguments.as_deref()).map_err(Error::Usage)?;
+            let explanation = commands::explain::explain(&policy, &tool, arguments.as_deref());
+            if json {
+                print_report(&commands::explain::to_json(&tool, &explanation).to_string());
+            } else {
+                print_report(commands::explain::text(&tool, &explanation).trim_end());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { cases } => {
+            let path = cli.config.ok_or(Error::NoPolicy)?;
+            let (_, policy) = load(&path)?;
+            let text = std::fs::read_to_string(&cases).map_err(|err| {
+                Error::Usage(format!(
+                    "cannot read the cases file {}: {err}",
+                    cases.display()
+                ))
+            })?;
+            let outcome = commands::test::run(&policy, &text)
+                .map_err(|why| Error::Usage(format!("{}: {why}", cases.display())))?;
+            print_report(outcome.report.trim_end());
+            Ok(if outcome.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Run { command } => {
             let path = cli.config.ok_or(Error::NoPolicy)?;
             let (config, policy) = load(&path)?;

@@ -2,3 +2,5 @@
 //! stdout is theirs.
 
 pub mod check;
+pub mod explain;
+pub mod test;

@@ -11,6 +11,7 @@
 
 pub mod condition;
 mod decision;
+pub mod explain;
 pub mod rate_limit;
 mod rule;
 

@@ -1,0 +1,116 @@
+//! `mcp-policy-proxy explain --config F TOOL [ARGUMENTS_JSON]`: which rule decides a call, and
+//! why each earlier rule passed it over.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::json;
+use crate::policy::explain::{Explanation, Step};
+use crate::policy::{Call, Decision, Policy};
+use crate::session::refusal::refusal_text;
+
+/// Why the arguments given on the command line cannot be used.
+pub fn check_arguments(arguments: Option<&str>) -> Result<Option<Vec<u8>>, String> {
+    let Some(text) = arguments else {
+        return Ok(None);
+    };
+    json::validate(text.as_bytes())
+        .map_err(|err| format!("the arguments are not strict JSON: {err}"))?;
+    if json::kind(text.as_bytes()) != json::Kind::Object {
+        return Err("the arguments must be a JSON object, such as '{\"command\":\"GET\"}'".into());
+    }
+    Ok(Some(text.as_bytes().to_vec()))
+}
+
+/// The explanation of a call to `tool` with `arguments` under `policy`.
+pub fn explain(policy: &Policy, tool: &str, arguments: Option<&[u8]>) -> Explanation {
+    let call = Call {
+        tool,
+        arguments,
+        tool_info: None,
+    };
+    policy.explain(&call)
+}
+
+/// The report for a person.
+pub fn text(tool: &str, explanation: &Explanation) -> String {
+    let mut out = String::new();
+    for (rule, step) in &explanation.steps {
+        let why = match step {
+            Step::PatternMismatch => "passed over: its pattern does not match".to_owned(),
+            Step::NotInClass(class) => format!("passed over: the tool is not in class {class:?}"),
+            Step::ConditionFalse(cond) => {
+                format!("passed over: its condition ({cond}) does not hold")
+            }
+            Step::Shadow(decision) => format!(
+                "shadow rule: would decide {} (only logged; the next rules decide)",
+                decision.kind()
+            ),
+            Step::Decided(decision) => format!("DECIDES: {}", decision.kind()),
+            Step::NotReached => continue,
+        };
+        let _ = writeln!(out, "  {}: {why}", rule.label());
+    }
+    let decision = &explanation.decision;
+    let _ = writeln!(out, "decision: {}", verdict(decision));
+    match decision {
+        Decision::Allow { rule: None } => {
+            let _ = writeln!(out, "  no rule matches, and the default is allow");
+        }
+        Decision::Allow { rule: Some(rule) } => {
+            let _ = writeln!(out, "  allowed by {}", rule.label());
+        }
+        refused => {
+            let _ = writeln!(
+                out,
+                "  the agent would be told: {}",
+                refusal_text(tool, refused)
+            );
+        }
+    }
+    out
+}
+
+fn verdict(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::ApprovalRequired { .. } => "require_approval",
+        other => other.kind(),
+    }
+}
+
+/// The report for a machine.
+pub fn to_json(tool: &str, explanation: &Explanation) -> Value {
+    let steps: Vec<Value> = explanation
+        .steps
+        .iter()
+        .filter(|(_, step)| !matches!(step, Step::NotReached))
+        .map(|(rule, step)| {
+            let (outcome, detail) = match step {
+                Step::PatternMismatch => ("pattern_mismatch", Value::Null),
+                Step::NotInClass(class) => ("not_in_class", json!(class)),
+                Step::ConditionFalse(cond) => ("condition_false", json!(cond)),
+                Step::Shadow(decision) => ("shadow", json!(decision.kind())),
+                Step::Decided(decision) => ("decided", json!(verdict(decision))),
+                Step::NotReached => unreachable!("filtered"),
+            };
+            json!({
+                "rule": rule.number,
+                "name": rule.name,
+                "pattern": rule.pattern,
+                "outcome": outcome,
+                "detail": detail,
+            })
+        })
+        .collect();
+    let decision = &explanation.decision;
+    json!({
+        "tool": tool,
+        "decision": verdict(decision),
+        "rule": decision.rule().map(|r| r.number),
+        "ruleName": decision.rule().and_then(|r| r.name.clone()),
+        "reason": decision.rule().and_then(|r| r.reason.clone()),
+        "message": (!decision.is_allowed()).then(|| refusal_text(tool, decision)),
+        "steps": steps,
+    })
+}

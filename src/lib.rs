@@ -18,9 +18,11 @@ pub mod json;
 pub mod message;
 pub mod policy;
 pub mod relay;
+pub mod reload;
 pub mod reply;
 pub mod session;
-pub 
+pub mod store;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
@@ -156,6 +158,7 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
         pins: load_pins(path, &config)?,
     };
     let session = Session::with_settings(policy, settings);
+    let reloader = reload::Reloader::new(path.to_owned(), config.clone());
     // The messages flow through two pump threads of their own (see `relay`); the runtime only
     // supervises the child, signals, timers and approval commands, so one thread is all it
     // needs.
@@ -165,7 +168,12 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
         .context("cannot start the async runtime")?;
     // The child is spawned inside `block_on`, on this (the main) thread, which lives as long as
     // the process: the parent-death signal is tied to the thread that forked.
-    let result = runtime.block_on(relay::run(&command, session, config.limits.max_line_bytes));
+    let result = runtime.block_on(relay::run(
+        &command,
+        session,
+        config.limits.max_line_bytes,
+        Some(reloader),
+    ));
     // The client pump may still be blocked reading stdin; the process exits without it.
     runtime.shutdown_background();
     result

@@ -607,7 +607,8 @@ fn a_modern_state_expires() {
     let text = late.client[0]["result"]["content"][0]["text"]
         .as_str()
         .unwrap();
-    assert!(text.contains("expired"), "{text}");
+    assert!(text.contains("nobody answered within 120s"), "{text}");
+    assert_eq!(facts(&late.client[0])["decision"], "approval_timeout");
 }
 
 #[test]

@@ -11,6 +11,10 @@ use tracing::{info, warn};
 
 use super::{Answer, ApproverJob, read_command_output};
 
+/// How long past its time-out the program may run before it kills itself here, should the
+/// session's withdrawal not come (it always comes first: see `run`).
+const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The most of the program's stdout that is read: one line of JSON is all it may say.
 const MAX_OUTPUT: u64 = 64 * 1024;
 
@@ -62,7 +66,9 @@ pub async fn run(job: ApproverJob) -> Answer {
         }
     };
     let guard = GroupGuard(child.id());
-    let outcome = tokio::time::timeout(job.timeout, async {
+    // The session's own deadline refuses the call at `job.timeout` and withdraws this run; the
+    // grace keeps the two from racing, so a slow program always ends as a time-out.
+    let outcome = tokio::time::timeout(job.timeout + KILL_GRACE, async {
         if let Some(mut stdin) = child.stdin.take() {
             // A program that exits without reading its input is not an error here.
             let _ = stdin.write_all(&job.input).await;
@@ -91,8 +97,6 @@ pub async fn run(job: ApproverJob) -> Answer {
     answer
 }
 
-fn deny(note: &str) -> Answer {
-    Answer::Deny {
-        note: Some(note.to_owned()),
-    }
+fn deny(why: &str) -> Answer {
+    Answer::unclear(why)
 }

@@ -88,15 +88,24 @@ impl ApprovalSettings {
 pub enum Answer {
     ApproveOnce,
     ApproveForSession,
-    /// Anything that is not an approval, with the person's note or what went wrong.
+    /// A person said no, with their note if they left one.
     Deny {
         note: Option<String>,
+    },
+    /// No clear answer came: an error, a malformed or unknown answer, a dismissed question, a
+    /// program that could not run. The proxy's own words say what went wrong.
+    Unclear {
+        why: String,
     },
 }
 
 impl Answer {
     pub fn is_approval(&self) -> bool {
-        !matches!(self, Answer::Deny { .. })
+        matches!(self, Answer::ApproveOnce | Answer::ApproveForSession)
+    }
+
+    pub fn unclear(why: impl Into<String>) -> Answer {
+        Answer::Unclear { why: why.into() }
     }
 }
 
@@ -223,19 +232,13 @@ pub fn read_elicit_result(result: &[u8]) -> Answer {
         (Some("accept"), Some("approve_once")) => Answer::ApproveOnce,
         (Some("accept"), Some("approve_for_session")) => Answer::ApproveForSession,
         (Some("accept"), Some("deny")) => Answer::Deny { note },
-        (Some("accept"), Some(other)) => Answer::Deny {
-            note: note.or_else(|| Some(format!("unknown decision {other:?}"))),
-        },
-        (Some("accept"), None) => Answer::Deny {
-            note: note.or_else(|| Some("the answer carried no decision".to_owned())),
-        },
+        (Some("accept"), Some(other)) => Answer::unclear(format!(
+            "the answer's decision {other:?} is none of approve_once, approve_for_session, deny"
+        )),
+        (Some("accept"), None) => Answer::unclear("the answer carried no decision"),
         (Some("decline"), _) => Answer::Deny { note },
-        (Some("cancel"), _) => Answer::Deny {
-            note: Some("the person dismissed the question".to_owned()),
-        },
-        _ => Answer::Deny {
-            note: Some("the answer to the approval question was malformed".to_owned()),
-        },
+        (Some("cancel"), _) => Answer::unclear("the person dismissed the question"),
+        _ => Answer::unclear("the answer to the approval question was malformed"),
     }
 }
 
@@ -265,9 +268,7 @@ pub fn read_command_output(success: bool, stdout: &[u8]) -> Answer {
         Some("approve_for_session") => Answer::ApproveForSession,
         Some("deny") => Answer::Deny { note },
         // Exit 0 with output that says something else: not clearly an approval.
-        _ => Answer::Deny {
-            note: Some("the approval command's output was not a decision".to_owned()),
-        },
+        _ => Answer::unclear("the approval command's output was not a decision"),
     }
 }
 

@@ -17,6 +17,7 @@ mod conditions;
 mod problems;
 mod rules;
 mod sections;
+mod store;
 #[cfg(test)]
 mod tests;
 mod walk;
@@ -67,6 +68,8 @@ pub struct Config {
     pub classes: Vec<ClassSpec>,
     /// `[pinning]`: what happens when a tool's definition changes mid-session.
     pub pinning: Pinning,
+    /// `[store]`: the Valkey (or Redis) that fleet-wide limits count in.
+    pub store: Option<crate::store::StoreSettings>,
 }
 
 /// One class of `[classes]`.
@@ -379,7 +382,7 @@ impl Config {
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "server", "policy", "limits", "rules", "approval", "classes", "pinning",
+    "server", "policy", "limits", "rules", "approval", "classes", "pinning", "store",
 ];
 
 impl Checker<'_> {
@@ -406,6 +409,9 @@ impl Checker<'_> {
         }
         if let Some(value) = root.get("pinning") {
             config.pinning = self.pinning(value);
+        }
+        if let Some(value) = root.get("store") {
+            config.store = self.store(value);
         }
         self.check_class_references(&config.classes);
         config

@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::approval::{self, Answer, ApproverJob};
 use crate::error::Error;
+use crate::reload::{Reloader, Update};
 use crate::session::{Effect, Session};
 use child::{ChildCommand, Spawned};
 use output::{ChildWriter, ClientWriter};
@@ -47,6 +48,9 @@ pub const TERM_GRACE: Duration = Duration::from_millis(800);
 /// How long the child's last output may take to arrive once it has exited (a grandchild can
 /// hold its stdout open).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// How often the policy file is checked for changes: soon enough that an edit takes effect
+/// before the next few calls, rarely enough to cost nothing (one stat a second).
+const POLICY_FILE_CHECK: Duration = Duration::from_secs(1);
 
 /// What the pumps tell the supervisor.
 #[derive(Debug)]
@@ -71,7 +75,12 @@ enum Escalation {
 }
 
 /// Runs the child and relays until it exits; returns the exit code the proxy should end with.
-pub async fn run(command: &ChildCommand, session: Session, max_line: usize) -> Result<u8, Error> {
+pub async fn run(
+    command: &ChildCommand,
+    session: Session,
+    max_line: usize,
+    mut reloader: Option<Reloader>,
+) -> Result<u8, Error> {
     // Our own ends first: if stdin or stdout is unusable, no server is started.
     let client_input = Pipe::duplicate(io::stdin().as_fd())
         .context("cannot read stdin")
@@ -124,6 +133,10 @@ pub async fn run(command: &ChildCommand, session: Session, max_line: usize) -> R
         signal(SignalKind::terminate()).map_err(runtime_error("cannot handle SIGTERM"))?;
     let mut sigint =
         signal(SignalKind::interrupt()).map_err(runtime_error("cannot handle SIGINT"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(runtime_error("cannot handle SIGHUP"))?;
+    // The policy file is looked at this often for changes made without a SIGHUP.
+    let mut file_check = tokio::time::interval(POLICY_FILE_CHECK);
+    file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut escalation: Option<(tokio::time::Instant, Escalation)> = None;
     let mut closing = false;
     let mut timers = Timers::default();
@@ -157,6 +170,16 @@ pub async fn run(command: &ChildCommand, session: Session, max_line: usize) -> R
                 let mut effects = Vec::new();
                 lock(&session).on_tick(now(), &mut effects);
                 carry_out(effects, &lines, &mut timers, &mut approvers);
+            }
+            _ = sighup.recv() => {
+                if let Some(reloader) = &mut reloader {
+                    apply(reloader.reload("SIGHUP"), &session);
+                }
+            }
+            _ = file_check.tick(), if reloader.is_some() => {
+                if let Some(reloader) = reloader.as_mut().filter(|r| r.changed()) {
+                    apply(reloader.reload("the policy file changed"), &session);
+                }
             }
             _ = sigterm.recv() => {
                 info!("received SIGTERM; passing it to the MCP server");
@@ -203,6 +226,16 @@ pub async fn run(command: &ChildCommand, session: Session, max_line: usize) -> R
     });
     let _ = finished.await;
     Ok(child::exit_code(status))
+}
+
+/// Puts a reloaded policy in place, between two decisions (under the session's lock, which no
+/// decision holds for long).
+fn apply(update: Option<Update>, session: &Mutex<Session>) {
+    if let Some(Update { policy, config }) = update {
+        let mut session = lock(session);
+        session.replace_policy(policy);
+        session.update_settings(&config);
+    }
 }
 
 fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {

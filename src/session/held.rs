@@ -217,9 +217,7 @@ impl Session {
         }
         let answer = match result {
             Some(result) => approval::read_elicit_result(result),
-            None => Answer::Deny {
-                note: Some("the client answered the approval question with an error".to_owned()),
-            },
+            None => Answer::unclear("the client answered the approval question with an error"),
         };
         self.resolve(call, answer, Channel::Elicitation, now, out);
     }
@@ -326,14 +324,7 @@ impl Session {
         };
         self.withdraw_channels(&held, "another channel answered first", out);
         if !answer.is_approval() {
-            let note = match answer {
-                Answer::Deny { note } => note,
-                _ => None,
-            };
-            let why = ApprovalRefusal::Denied {
-                channel: channel.as_str(),
-                note,
-            };
+            let why = ApprovalRefusal::from_answer(channel.as_str(), answer);
             let line =
                 self.refuse_approval(id, &held.tool, &held.rule, &why, held.style, held.modern);
             self.deliver(&call, Cow::Owned(line), out);

@@ -18,6 +18,7 @@ use super::judge::{Request, Verdict, verdict};
 use super::refusal::ApprovalRefusal;
 use super::{Effect, Session};
 use crate::approval::digest::arguments_digest;
+use crate::approval::seal::Broken;
 use crate::approval::{self, Answer, INPUT_KEY};
 use crate::json;
 use crate::message::{self, RequestId};
@@ -113,9 +114,14 @@ impl Session {
         };
         let digest = arguments_digest(arguments);
         if let Err(broken) = self.sealer.open(state, tool, &digest, now) {
-            let why = ApprovalRefusal::Denied {
-                channel: "elicitation",
-                note: Some(broken.describe().to_owned()),
+            let why = match broken {
+                Broken::Expired => ApprovalRefusal::TimedOut {
+                    after: self.settings.approval.timeout,
+                },
+                _ => ApprovalRefusal::Unclear {
+                    channel: "elicitation",
+                    why: broken.describe().to_owned(),
+                },
             };
             let line = self.refuse_approval(&id, tool, &rule, &why, style, modern);
             self.answer(batch, line, out);
@@ -124,15 +130,12 @@ impl Session {
         let answer = json::get(params, "inputResponses")
             .and_then(|responses| json::get(responses, INPUT_KEY))
             .map(approval::read_elicit_result)
-            .unwrap_or(Answer::Deny {
-                note: Some("the retry carried no answer to the approval question".to_owned()),
+            .unwrap_or_else(|| {
+                Answer::unclear("the retry carried no answer to the approval question")
             });
         match answer {
-            Answer::Deny { note } => {
-                let why = ApprovalRefusal::Denied {
-                    channel: "elicitation",
-                    note,
-                };
+            refused @ (Answer::Deny { .. } | Answer::Unclear { .. }) => {
+                let why = ApprovalRefusal::from_answer("elicitation", refused);
                 let line = self.refuse_approval(&id, tool, &rule, &why, style, modern);
                 self.answer(batch, line, out);
             }

@@ -124,6 +124,14 @@ impl Session {
         self.policy = Arc::new(policy);
     }
 
+    /// Takes the settings of a reloaded configuration that a running session can change.
+    pub fn update_settings(&mut self, config: &crate::config::Config) {
+        self.settings.violation = config.policy.violation;
+        self.settings.mode = config.policy.mode;
+        self.settings.approval = config.approval.clone();
+        self.settings.pinning = config.pinning.mode;
+    }
+
     pub fn protocol_version(&self) -> Option<&str> {
         self.era.server_version()
     }

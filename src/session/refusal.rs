@@ -138,6 +138,8 @@ pub enum ApprovalRefusal {
         channel: &'static str,
         note: Option<String>,
     },
+    /// No clear answer came (an error, a malformed answer, a program that failed).
+    Unclear { channel: &'static str, why: String },
     /// Nobody answered within the time-out.
     TimedOut { after: Duration },
     /// There is no way to ask a person here.
@@ -145,9 +147,21 @@ pub enum ApprovalRefusal {
 }
 
 impl ApprovalRefusal {
+    /// The refusal an answer that is not an approval makes.
+    pub fn from_answer(channel: &'static str, answer: crate::approval::Answer) -> ApprovalRefusal {
+        match answer {
+            crate::approval::Answer::Unclear { why } => ApprovalRefusal::Unclear { channel, why },
+            crate::approval::Answer::Deny { note } => ApprovalRefusal::Denied { channel, note },
+            approval => ApprovalRefusal::Unclear {
+                channel,
+                why: format!("{approval:?} was read as a refusal"),
+            },
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
-            ApprovalRefusal::Denied { .. } => "approval_denied",
+            ApprovalRefusal::Denied { .. } | ApprovalRefusal::Unclear { .. } => "approval_denied",
             ApprovalRefusal::TimedOut { .. } => "approval_timeout",
             ApprovalRefusal::Unavailable => "approval_unavailable",
         }
@@ -164,7 +178,14 @@ pub fn approval_text(tool: &str, rule: &Rule, refusal: &ApprovalRefusal) -> Stri
         ApprovalRefusal::Denied { note, .. } => {
             let note = note
                 .as_deref()
-                .map(|n| format!(" The person said: {n}"))
+                .map(|n| {
+                    let stop = if n.ends_with(['.', '!', '?']) {
+                        ""
+                    } else {
+                        "."
+                    };
+                    format!(" The person said: {n}{stop}")
+                })
                 .unwrap_or_default();
             format!(
                 "policy violation: the call to tool {tool:?} was not approved: a person's \
@@ -173,6 +194,12 @@ pub fn approval_text(tool: &str, rule: &Rule, refusal: &ApprovalRefusal) -> Stri
                 rule.label(),
             )
         }
+        ApprovalRefusal::Unclear { why, .. } => format!(
+            "policy violation: the call to tool {tool:?} was not approved: a person's approval is \
+             required under {}: {reason}, and no clear approval came ({why}). The call was not \
+             run; ask the user before trying again.",
+            rule.label(),
+        ),
         ApprovalRefusal::TimedOut { after } => format!(
             "policy violation: the call to tool {tool:?} was not approved: a person's approval is \
              required under {}: {reason}, and nobody answered within {}. The call was not run; \
@@ -210,11 +237,18 @@ pub fn approval_refusal(
     if let Some(name) = &rule.name {
         facts["ruleName"] = json!(name);
     }
-    if let ApprovalRefusal::Denied { channel, note } = refusal {
-        facts["channel"] = json!(channel);
-        if let Some(note) = note {
-            facts["note"] = json!(note);
+    match refusal {
+        ApprovalRefusal::Denied { channel, note } => {
+            facts["channel"] = json!(channel);
+            if let Some(note) = note {
+                facts["note"] = json!(note);
+            }
         }
+        ApprovalRefusal::Unclear { channel, why } => {
+            facts["channel"] = json!(channel);
+            facts["problem"] = json!(why);
+        }
+        ApprovalRefusal::TimedOut { .. } | ApprovalRefusal::Unavailable => {}
     }
     shaped(id, text, facts, style, modern)
 }

@@ -178,6 +178,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// The policy file the proxy was started with (written by the builder).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("policy.toml")
+    }
+
     /// A proxy with this policy and the fixture server as its child.
     pub fn with_config(config: &str) -> Builder {
         Builder {

@@ -156,7 +156,14 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
         mode: config.policy.mode,
         pinning: config.pinning.mode,
         pins: load_pins(path, &config)?,
+        store_on_error: config
+            .store
+            .as_ref()
+            .map(|s| s.on_error)
+            .unwrap_or_default(),
     };
+    // One limiter per process, shared by every call; it connects when first asked.
+    let fleet = config.store.clone().map(store::FleetLimiter::new);
     let session = Session::with_settings(policy, settings);
     let reloader = reload::Reloader::new(path.to_owned(), config.clone());
     // The messages flow through two pump threads of their own (see `relay`); the runtime only
@@ -173,6 +180,7 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
         session,
         config.limits.max_line_bytes,
         Some(reloader),
+        fleet,
     ));
     // The client pump may still be blocked reading stdin; the process exits without it.
     runtime.shutdown_background();

@@ -48,6 +48,7 @@ fn collect(effects: Vec<Effect<'_>>) -> Out {
             Effect::Wake(at) => out.wakes.push(at),
             Effect::RunApprover(job) => out.jobs.push(job),
             Effect::CancelApprover(job) => out.cancelled_jobs.push(job),
+            Effect::CheckStore(job) => panic!("no fleet-wide limit here: {job:?}"),
         }
     }
     out

@@ -348,6 +348,28 @@ impl fmt::Display for Action {
 pub struct RateLimitSpec {
     pub max: u32,
     pub window: Duration,
+    /// Who shares the count.
+    pub scope: LimitScope,
+}
+
+/// Who shares a rate limit's count.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LimitScope {
+    /// This proxy process (one session): counted in memory.
+    #[default]
+    Session,
+    /// Every proxy sharing the `[store]`.
+    Global,
+    /// Every proxy sharing the store whose key expands to the same text (`${ENV}` parts are
+    /// read from the environment when the config is read), e.g. `agent:${CI_JOB_ID}`.
+    Key(String),
+}
+
+impl LimitScope {
+    /// Whether the count lives in the store.
+    pub fn is_fleet(&self) -> bool {
+        !matches!(self, LimitScope::Session)
+    }
 }
 
 impl Config {
@@ -414,6 +436,16 @@ impl Checker<'_> {
             config.store = self.store(value);
         }
         self.check_class_references(&config.classes);
+        if config.store.is_none() {
+            for span in std::mem::take(&mut self.fleet_scopes) {
+                self.report(
+                    span,
+                    "a rate limit shared by the fleet needs a [store] to count in; add [store] \
+                     url = \"redis://host:6379\", or use scope = \"session\""
+                        .to_owned(),
+                );
+            }
+        }
         config
     }
 }

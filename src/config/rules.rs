@@ -7,8 +7,8 @@ use toml::de::DeValue;
 
 use super::walk::{Checker, Value, describe, integer_value, list, names, one_of};
 use super::{
-    ACTIONS, Action, MAX_RATE_LIMIT_MAX, MAX_RATE_WINDOW, RateLimitSpec, RuleSpec, SESSION_GRANTS,
-    SessionGrant, parse_duration,
+    ACTIONS, Action, LimitScope, MAX_RATE_LIMIT_MAX, MAX_RATE_WINDOW, RateLimitSpec, RuleSpec,
+    SESSION_GRANTS, SessionGrant, parse_duration,
 };
 
 pub(super) const RULE_KEYS: &[&str] = &[
@@ -25,7 +25,7 @@ pub(super) const RULE_KEYS: &[&str] = &[
 ];
 /// Characters that make a `tool` pattern a glob rather than an exact name.
 const GLOB_META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
-const RATE_LIMIT_KEYS: &[&str] = &["max", "window"];
+const RATE_LIMIT_KEYS: &[&str] = &["max", "window", "scope"];
 
 /// What the window messages say is accepted.
 const WINDOW_FORMS: &str = "whole seconds such as 60, or a whole number with a unit: \
@@ -299,10 +299,71 @@ impl Checker<'_> {
             Some(window) => self.window(window, &place),
         };
 
+        let scope = match table.get("scope") {
+            None => LimitScope::Session,
+            Some(value) => self.scope(value, &place)?,
+        };
+
         Some(RateLimitSpec {
             max: max?,
             window: window?,
+            scope,
         })
+    }
+
+    /// `scope`: "session", "global", or a key with `${ENV}` parts, expanded now.
+    fn scope(&mut self, value: &Value<'_>, place: &str) -> Option<LimitScope> {
+        let text = self.string(value, "\"scope\"", place)?;
+        let scope = match text {
+            "session" => LimitScope::Session,
+            "global" => LimitScope::Global,
+            template => {
+                let mut expanded = String::new();
+                let mut rest = template;
+                while let Some(start) = rest.find("${") {
+                    expanded.push_str(&rest[..start]);
+                    let Some(end) = rest[start..].find('}') else {
+                        self.report(
+                            value.span(),
+                            format!("unclosed \"${{\" in scope {template:?} {place}"),
+                        );
+                        return None;
+                    };
+                    let name = &rest[start + 2..start + end];
+                    match std::env::var(name) {
+                        Ok(part) if !part.is_empty() => expanded.push_str(&part),
+                        _ => {
+                            self.report(
+                                value.span(),
+                                format!(
+                                    "the environment variable {name:?} in scope {template:?} \
+                                     {place} is not set (or empty), so the key it names is \
+                                     unknown"
+                                ),
+                            );
+                            return None;
+                        }
+                    }
+                    rest = &rest[start + end + 1..];
+                }
+                expanded.push_str(rest);
+                if expanded.trim().is_empty() {
+                    self.report(
+                        value.span(),
+                        format!(
+                            "scope {template:?} {place} is empty; use \"session\", \"global\" \
+                             or a key such as \"agent:${{CI_JOB_ID}}\""
+                        ),
+                    );
+                    return None;
+                }
+                LimitScope::Key(expanded)
+            }
+        };
+        if scope.is_fleet() {
+            self.fleet_scopes.push(value.span());
+        }
+        Some(scope)
     }
 
     pub(super) fn window(&mut self, value: &Value<'_>, place: &str) -> Option<Duration> {

@@ -77,7 +77,7 @@ const CASES: &[(&str, usize, usize, &str)] = &[
              rate_limit = { max = 1, window = 60, burst = 2 }\n",
         4,
         38,
-        "unknown key \"burst\" in the rate_limit of rule 1; expected \"max\" or \"window\"",
+        "unknown key \"burst\" in the rate_limit of rule 1; expected one of \"max\", \"window\", \"scope\"",
     ),
     // Wrong types.
     (
@@ -604,6 +604,7 @@ rate_limit = { max = 10, window = \"60s\" }
                 rate_limit: Some(RateLimitSpec {
                     max: 10,
                     window: Duration::from_secs(60),
+                    scope: crate::config::LimitScope::Session,
                 }),
                 hide: false,
                 glob: Some(globset::Glob::new("valkey_*").unwrap()),
@@ -654,7 +655,8 @@ fn window_forms_parse_to_durations() {
             config.rules[0].rate_limit,
             Some(RateLimitSpec {
                 max: 3,
-                window: expected
+                window: expected,
+                scope: crate::config::LimitScope::Session,
             }),
             "{window}"
         );
@@ -709,7 +711,8 @@ fn example_config_is_valid_and_refuses_code_connections() {
         rule_for("valkey_write").rate_limit,
         Some(RateLimitSpec {
             max: 10,
-            window: Duration::from_secs(60)
+            window: Duration::from_secs(60),
+            scope: crate::config::LimitScope::Session,
         })
     );
     for tool in ["json_set", "json_arrappend", "json_arrpop", "json_arrtrim"] {

@@ -21,6 +21,8 @@ pub(super) struct Checker<'t> {
     pub(super) problems: Vec<Problem>,
     /// `class = "..."` of the rules, checked once `[classes]` is read (it may come later).
     pub(super) class_references: Vec<(String, Range<usize>)>,
+    /// Where a rate limit is shared through the store, checked once `[store]` is read.
+    pub(super) fleet_scopes: Vec<Range<usize>>,
 }
 
 impl<'t> Checker<'t> {
@@ -33,6 +35,7 @@ impl<'t> Checker<'t> {
             line_starts,
             problems: Vec::new(),
             class_references: Vec::new(),
+            fleet_scopes: Vec::new(),
         }
     }
 

@@ -90,6 +90,10 @@ pub enum Decision {
         rule: Arc<Rule>,
         reason: String,
     },
+    /// An allow rule whose rate limit the fleet shares: allowed if the store admits the call.
+    StoreCheck {
+        rule: Arc<Rule>,
+    },
 }
 
 impl Decision {
@@ -104,7 +108,8 @@ impl Decision {
             Decision::Deny { rule }
             | Decision::RateLimited { rule, .. }
             | Decision::ApprovalRequired { rule }
-            | Decision::Unjudgeable { rule, .. } => Some(rule),
+            | Decision::Unjudgeable { rule, .. }
+            | Decision::StoreCheck { rule } => Some(rule),
             Decision::DefaultDeny => None,
         }
     }
@@ -118,6 +123,7 @@ impl Decision {
             Decision::ApprovalRequired { .. } => "approval_required",
             Decision::DefaultDeny => "default_deny",
             Decision::Unjudgeable { .. } => "unjudgeable_arguments",
+            Decision::StoreCheck { .. } => "store_check",
         }
     }
 }

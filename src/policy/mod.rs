@@ -194,6 +194,7 @@ impl Policy {
                 .map(|rule| {
                     rule.rate_limit
                         .as_ref()
+                        .filter(|limit| !limit.scope.is_fleet())
                         .map(|limit| RateLimiter::new(limit.max, limit.window))
                 })
                 .collect(),
@@ -347,6 +348,9 @@ impl Policy {
         match rule.action {
             Action::Deny => Decision::Deny { rule: rule.clone() },
             Action::RequireApproval => Decision::ApprovalRequired { rule: rule.clone() },
+            Action::Allow if rule.rate_limit.as_ref().is_some_and(|l| l.scope.is_fleet()) => {
+                Decision::StoreCheck { rule: rule.clone() }
+            }
             Action::Allow => match state.limiters.get_mut(index).and_then(Option::as_mut) {
                 None => Decision::Allow {
                     rule: Some(rule.clone()),
@@ -438,6 +442,7 @@ mod tests {
             rate_limit: Some(RateLimitSpec {
                 max,
                 window: Duration::from_secs(window_s),
+                scope: crate::config::LimitScope::Session,
             }),
             ..rule(number, pattern, Action::Allow)
         }
@@ -452,6 +457,7 @@ mod tests {
             Decision::ApprovalRequired { rule } => ("approval", Some(rule.number)),
             Decision::DefaultDeny => ("default_deny", None),
             Decision::Unjudgeable { rule, .. } => ("unjudgeable", Some(rule.number)),
+            Decision::StoreCheck { rule } => ("store_check", Some(rule.number)),
         }
     }
 

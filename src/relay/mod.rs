@@ -33,7 +33,9 @@ use tracing::{debug, info, warn};
 use crate::approval::{self, Answer, ApproverJob};
 use crate::error::Error;
 use crate::reload::{Reloader, Update};
+use crate::session::fleet::StoreJob;
 use crate::session::{Effect, Session};
+use crate::store::{Admission, FleetLimiter, Limit, StoreError};
 use child::{ChildCommand, Spawned};
 use output::{ChildWriter, ClientWriter};
 use pipe::Pipe;
@@ -63,6 +65,7 @@ enum Event {
     Wake(Instant),
     RunApprover(ApproverJob),
     CancelApprover(u64),
+    CheckStore(StoreJob),
     /// Lines a pump could not write itself.
     Write(Vec<Effect<'static>>),
 }
@@ -80,6 +83,7 @@ pub async fn run(
     session: Session,
     max_line: usize,
     mut reloader: Option<Reloader>,
+    fleet: Option<FleetLimiter>,
 ) -> Result<u8, Error> {
     // Our own ends first: if stdin or stdout is unusable, no server is started.
     let client_input = Pipe::duplicate(io::stdin().as_fd())
@@ -141,6 +145,7 @@ pub async fn run(
     let mut closing = false;
     let mut timers = Timers::default();
     let mut approvers = Approvers::default();
+    let mut stores = StoreChecks::new(fleet);
 
     let status = loop {
         let deadline = escalation.map(|(at, _)| at);
@@ -158,18 +163,24 @@ pub async fn run(
                 Event::Wake(at) => timers.add(at),
                 Event::RunApprover(job) => approvers.start(job),
                 Event::CancelApprover(job) => approvers.cancel(job),
-                Event::Write(effects) => carry_out(effects, &lines, &mut timers, &mut approvers),
+                Event::CheckStore(job) => stores.start(job),
+                Event::Write(effects) => carry_out(effects, &lines, &mut timers, &mut approvers, &mut stores),
             },
             Some((job, answer)) = approvers.next() => {
                 let mut effects = Vec::new();
                 lock(&session).on_approver_done(job, answer, now(), &mut effects);
-                carry_out(effects, &lines, &mut timers, &mut approvers);
+                carry_out(effects, &lines, &mut timers, &mut approvers, &mut stores);
+            }
+            Some((job, outcome)) = stores.next() => {
+                let mut effects = Vec::new();
+                lock(&session).on_store_done(job, outcome, now(), &mut effects);
+                carry_out(effects, &lines, &mut timers, &mut approvers, &mut stores);
             }
             _ = sleep_until(wake), if wake.is_some() => {
                 timers.pop_due(tokio::time::Instant::now());
                 let mut effects = Vec::new();
                 lock(&session).on_tick(now(), &mut effects);
-                carry_out(effects, &lines, &mut timers, &mut approvers);
+                carry_out(effects, &lines, &mut timers, &mut approvers, &mut stores);
             }
             _ = sighup.recv() => {
                 if let Some(reloader) = &mut reloader {
@@ -261,6 +272,7 @@ fn carry_out(
     lines: &Writer,
     timers: &mut Timers,
     approvers: &mut Approvers,
+    stores: &mut StoreChecks,
 ) {
     let mut writes = Vec::new();
     for effect in effects {
@@ -269,6 +281,7 @@ fn carry_out(
             Effect::Wake(at) => timers.add(at),
             Effect::RunApprover(job) => approvers.start(job),
             Effect::CancelApprover(job) => approvers.cancel(job),
+            Effect::CheckStore(job) => stores.start(job),
         }
     }
     if !writes.is_empty() {
@@ -345,6 +358,57 @@ impl Approvers {
     }
 }
 
+/// Questions to the store in flight, each a task of its own: many overlap, none waits for
+/// another's round trip.
+struct StoreChecks {
+    fleet: Option<FleetLimiter>,
+    running: JoinSet<(u64, Result<Admission, StoreError>)>,
+}
+
+impl StoreChecks {
+    fn new(fleet: Option<FleetLimiter>) -> StoreChecks {
+        StoreChecks {
+            fleet,
+            running: JoinSet::new(),
+        }
+    }
+
+    fn start(&mut self, job: StoreJob) {
+        let Some(fleet) = self.fleet.clone() else {
+            // The config refuses a fleet-wide limit without a [store]; should one come anyway,
+            // the call is refused as a store failure, never let through.
+            self.running.spawn(async move {
+                let error = StoreError::InvalidUrl {
+                    store: "(none)".to_owned(),
+                    reason: "no [store] is configured".to_owned(),
+                };
+                (job.id, Err(error))
+            });
+            return;
+        };
+        self.running.spawn(async move {
+            let limit = Limit {
+                key: &job.key,
+                max: job.max,
+                window: job.window,
+            };
+            let outcome = fleet.admit(limit).await;
+            (job.id, outcome)
+        });
+    }
+
+    /// The next answer; pending forever while no question is out.
+    async fn next(&mut self) -> Option<(u64, Result<Admission, StoreError>)> {
+        loop {
+            match self.running.join_next().await {
+                None => std::future::pending::<()>().await,
+                Some(Ok(done)) => return Some(done),
+                Some(Err(err)) => warn!("a store check failed to run: {err}"),
+            }
+        }
+    }
+}
+
 /// The supervisor's writer: a thread that writes the lines of effects produced off the pumps,
 /// in order, so that a slow client or child never blocks the runtime.
 struct Writer {
@@ -408,7 +472,10 @@ fn write_one(
             }
         }
         // Only lines are sent to the writer (see `carry_out`).
-        Effect::Wake(_) | Effect::RunApprover(_) | Effect::CancelApprover(_) => {
+        Effect::Wake(_)
+        | Effect::RunApprover(_)
+        | Effect::CancelApprover(_)
+        | Effect::CheckStore(_) => {
             warn!("the supervisor's writer was handed an effect that is not a line");
         }
     }

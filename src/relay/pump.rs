@@ -132,6 +132,7 @@ impl Pump {
             Effect::Wake(at) => Event::Wake(at),
             Effect::RunApprover(job) => Event::RunApprover(job),
             Effect::CancelApprover(job) => Event::CancelApprover(job),
+            Effect::CheckStore(job) => Event::CheckStore(job),
             // A line to the child produced on the child's side (the session never does that
             // today) or to the client from the client's side: owned, to the supervisor's writer.
             Effect::Child { line, request } => Event::Write(vec![Effect::Child {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use crate::message::RequestId;
 
+use super::fleet::StoreHeld;
 use super::held::Held;
 
 /// What a forwarded client request was, for reading its answer.
@@ -38,6 +39,8 @@ pub(super) enum Stage {
     Forwarded(Purpose),
     /// A `tools/call` held back until a person decides; its line is owned here.
     AwaitingApproval(Box<Held>),
+    /// A `tools/call` held back until the store admits it under a fleet-wide limit.
+    AwaitingStore(Box<StoreHeld>),
 }
 
 #[derive(Debug)]
@@ -111,6 +114,15 @@ impl Calls {
             .collect();
         ids.into_iter()
             .filter_map(|id| self.remove(&id).map(|call| (id, call)))
+            .collect()
+    }
+
+    /// The ids of the calls waiting for the store.
+    pub(super) fn store_held_ids(&self) -> Vec<RequestId> {
+        self.by_id
+            .iter()
+            .filter(|(_, call)| matches!(call.stage, Stage::AwaitingStore(_)))
+            .map(|(id, _)| id.clone())
             .collect()
     }
 

@@ -27,6 +27,9 @@ pub enum Effect<'a> {
     /// Stop the approval command of job `.0`, if it still runs: its question was answered
     /// another way, withdrawn or timed out.
     CancelApprover(u64),
+    /// Ask the store whether a call under a fleet-wide limit is admitted; the answer comes
+    /// back through [`Session::on_store_done`](super::Session::on_store_done).
+    CheckStore(super::fleet::StoreJob),
 }
 
 /// A line (ending in `\n`) with the verdict of strict validation, which needs no session

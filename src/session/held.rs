@@ -410,14 +410,14 @@ impl Session {
     fn held(&self, id: &RequestId) -> Option<&Held> {
         match &self.calls.get(id)?.stage {
             Stage::AwaitingApproval(held) => Some(held),
-            Stage::Forwarded(_) => None,
+            Stage::Forwarded(_) | Stage::AwaitingStore(_) => None,
         }
     }
 
     fn held_mut(&mut self, id: &RequestId) -> Option<&mut Held> {
         match &mut self.calls.get_mut(id)?.stage {
             Stage::AwaitingApproval(held) => Some(held),
-            Stage::Forwarded(_) => None,
+            Stage::Forwarded(_) | Stage::AwaitingStore(_) => None,
         }
     }
 
@@ -428,7 +428,7 @@ impl Session {
         let stage = std::mem::replace(&mut call.stage, Stage::Forwarded(Purpose::Other));
         match stage {
             Stage::AwaitingApproval(held) => Some((call, *held)),
-            Stage::Forwarded(_) => None,
+            Stage::Forwarded(_) | Stage::AwaitingStore(_) => None,
         }
     }
 

@@ -89,6 +89,18 @@ impl Session {
                 self.forward_call(Some(id), request.meta, Cow::Owned(line), batch, out);
                 return;
             }
+            Verdict::CheckStore(rule) => {
+                // The rules no longer ask, but a fleet-wide limit decides: the store is asked
+                // about the call without the proxy's members.
+                let line = strip_proxy_members(&request.line, params);
+                let request = Request {
+                    id: Some(id),
+                    line: Cow::Owned(line),
+                    ..request
+                };
+                self.check_store(request, tool, rule, batch, out);
+                return;
+            }
             Verdict::HideAsUnknown(_) => {
                 let error = reply::error(
                     Some(&id),

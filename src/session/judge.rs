@@ -34,6 +34,8 @@ pub(super) enum Verdict {
     HideAsUnknown(Arc<Rule>),
     /// Ask a person.
     Ask(Arc<Rule>),
+    /// Ask the store (a fleet-wide limit).
+    CheckStore(Arc<Rule>),
     Refuse(Decision),
 }
 
@@ -60,6 +62,7 @@ pub(super) fn verdict(decision: Decision) -> Verdict {
         Decision::Allow { .. } => Verdict::Forward(decision),
         Decision::Deny { rule } if rule.hide => Verdict::HideAsUnknown(rule),
         Decision::ApprovalRequired { rule } => Verdict::Ask(rule),
+        Decision::StoreCheck { rule } => Verdict::CheckStore(rule),
         Decision::Deny { .. }
         | Decision::RateLimited { .. }
         | Decision::DefaultDeny
@@ -134,7 +137,9 @@ impl Session {
             refused if self.settings.mode == PolicyMode::Shadow => {
                 match &refused {
                     Verdict::Refuse(decision) => log_shadow(&tool, decision, "shadow mode"),
-                    Verdict::HideAsUnknown(rule) | Verdict::Ask(rule) => info!(
+                    Verdict::HideAsUnknown(rule)
+                    | Verdict::Ask(rule)
+                    | Verdict::CheckStore(rule) => info!(
                         tool = %tool, rule = rule.number,
                         "shadow mode: {} would have refused or asked about this call; forwarded",
                         rule.label()
@@ -177,6 +182,9 @@ impl Session {
                     batch,
                     out,
                 );
+            }
+            Verdict::CheckStore(rule) => {
+                self.check_store(request, &tool, rule, batch, out);
             }
             Verdict::Ask(rule) => {
                 if self.grants.covers(&tool, arguments, &rule) {

@@ -17,6 +17,7 @@ mod batch;
 mod calls;
 mod effect;
 pub mod era;
+pub mod fleet;
 mod held;
 mod input_required;
 mod judge;
@@ -59,6 +60,9 @@ pub struct Settings {
     pub mode: crate::config::PolicyMode,
     /// `[pinning] mode`.
     pub pinning: crate::config::PinMode,
+    /// `[store] on_error`: what a call under a fleet-wide limit gets when the store cannot
+    /// answer.
+    pub store_on_error: crate::store::OnError,
     /// Pins from the operator's pin file: tool name to the SHA-256 (hex) of its definition.
     pub pins: std::collections::HashMap<String, String>,
 }
@@ -75,8 +79,10 @@ pub struct Session {
     catalog: Catalog,
     grants: Grants,
     sealer: Sealer,
-    /// Numbers approval-command runs and approval codes.
+    /// Numbers approval-command runs, store checks and approval codes.
     next_job: u64,
+    /// `tools/call` notifications waiting for the store.
+    fleet_notifications: Vec<fleet::StoreHeld>,
     /// The child can take no more input; requests are answered here instead.
     child_gone: bool,
 }
@@ -111,6 +117,7 @@ impl Session {
             grants: Grants::default(),
             sealer: Sealer::new(key, Instant::now()),
             next_job: u64::from_le_bytes(key[8..16].try_into().expect("8 bytes")) >> 16,
+            fleet_notifications: Vec::new(),
             child_gone: false,
         }
     }
@@ -258,6 +265,9 @@ impl Session {
                     match target {
                         Some(target) if self.calls.is_forwarded(&target) => {
                             self.forward(line, None, out);
+                        }
+                        Some(target) if self.withdraw_store_check(&target) => {
+                            debug!(%target, "the client cancelled a call waiting for the store");
                         }
                         Some(target) if self.calls.contains(&target) => {
                             self.withdraw(&target, out);
@@ -558,6 +568,7 @@ impl Session {
         }
         let message = format!("the MCP server exited ({how}) while this call waited for approval");
         self.abandon_held(&message, out);
+        self.abandon_store_held(&message, out);
     }
 }
 

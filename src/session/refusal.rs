@@ -55,7 +55,14 @@ pub fn refusal_text(tool: &str, decision: &Decision) -> String {
             let limit = rule
                 .rate_limit
                 .as_ref()
-                .map(|l| format!("at most {} calls per {}", l.max, human(l.window)))
+                .map(|l| {
+                    let across = if l.scope.is_fleet() {
+                        " across every proxy sharing the store"
+                    } else {
+                        ""
+                    };
+                    format!("at most {} calls per {}{across}", l.max, human(l.window))
+                })
                 .unwrap_or_default();
             let reason = rule
                 .reason
@@ -82,6 +89,10 @@ pub fn refusal_text(tool: &str, decision: &Decision) -> String {
             "policy violation: tool {tool:?} is not allowed: no rule matches it and the default \
              policy is deny."
         ),
+        Decision::StoreCheck { rule } => format!(
+            "tool {tool:?} is limited across every proxy by {}; the store decides",
+            rule_label(rule)
+        ),
         Decision::Unjudgeable { rule, reason } => format!(
             "policy violation: the call to tool {tool:?} was refused because {} looks at its \
              arguments and cannot judge them: {reason}.",
@@ -99,6 +110,7 @@ pub fn refusal_facts(tool: &str, decision: &Decision) -> Value {
         Decision::ApprovalRequired { rule } => ("approval_required", Some(&**rule)),
         Decision::DefaultDeny => ("default_deny", None),
         Decision::Unjudgeable { rule, .. } => ("unjudgeable_arguments", Some(&**rule)),
+        Decision::StoreCheck { rule } => ("store_check", Some(&**rule)),
     };
     let mut facts = json!({
         "decision": kind,
@@ -277,6 +289,43 @@ pub fn tool_changed_refusal(
     shaped(id, text, facts, style, modern)
 }
 
+/// The answer to a call under a fleet-wide limit that the store could not decide.
+pub fn limit_unavailable_refusal(
+    id: &RequestId,
+    tool: &str,
+    rule: &Rule,
+    error: &crate::store::StoreError,
+    style: ViolationStyle,
+    modern: bool,
+) -> Vec<u8> {
+    let retry = error.retry_after();
+    let when = retry
+        .map(|r| format!(" Retry after {}.", human(Duration::from_millis(ceil_ms(r)))))
+        .unwrap_or_default();
+    let text = format!(
+        "policy violation: tool {tool:?} is limited across every proxy by {}, and the store \
+         that counts its calls ({}) cannot decide now ({error}), so the call was refused; \
+         nothing ran.{when}",
+        rule_label(rule),
+        error.store(),
+    );
+    let mut facts = json!({
+        "decision": "limit_unavailable",
+        "tool": tool,
+        "rule": rule.number,
+        "pattern": rule.pattern,
+        "reason": rule.reason,
+        "store": error.store(),
+    });
+    if let Some(name) = &rule.name {
+        facts["ruleName"] = json!(name);
+    }
+    if let Some(retry) = retry {
+        facts["retryAfterMs"] = json!(ceil_ms(retry));
+    }
+    shaped(id, text, facts, style, modern)
+}
+
 fn shaped(
     id: &RequestId,
     text: String,
@@ -365,6 +414,7 @@ mod tests {
         rule.rate_limit = Some(RateLimitSpec {
             max: 10,
             window: Duration::from_secs(60),
+            scope: crate::config::LimitScope::Session,
         });
         let decision = Decision::RateLimited {
             rule: Arc::new(rule.clone()),

@@ -1,0 +1,223 @@
+//! Calls under a fleet-wide limit: held while the store decides, off the pumps.
+//!
+//! The call waits in the table of requests in flight (stage `AwaitingStore`) while the
+//! supervisor asks the store; every other message keeps flowing, and other store-bound calls
+//! are asked at the same time, not one round trip after another. The store's answer forwards
+//! the call, refuses it as rate-limited with the time a retry would pass, or, when the store
+//! cannot answer within its budget, refuses it as `limit_unavailable` (or forwards it
+//! uncounted with `on_error = "allow"`).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::calls::{Call, Purpose, Stage};
+use super::judge::Request;
+use super::{Effect, Session, refusal};
+use crate::config::{LimitScope, ViolationStyle};
+use crate::message::{self, RequestId};
+use crate::policy::{Decision, Rule};
+use crate::reply;
+use crate::store::{Admission, OnError, StoreError};
+
+/// One question to the store, as the session asks the supervisor for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreJob {
+    pub id: u64,
+    /// The limit's identity in the store: the rule's key and its scope.
+    pub key: String,
+    pub max: u32,
+    pub window: Duration,
+}
+
+/// A call waiting for the store.
+#[derive(Debug)]
+pub(super) struct StoreHeld {
+    line: Vec<u8>,
+    tool: String,
+    rule: Arc<Rule>,
+    job: u64,
+    style: ViolationStyle,
+    modern: bool,
+}
+
+impl Session {
+    /// Holds a call while the store decides.
+    pub(super) fn check_store<'a>(
+        &mut self,
+        request: Request<'a>,
+        tool: &str,
+        rule: Arc<Rule>,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'a>>,
+    ) {
+        let limit = rule
+            .rate_limit
+            .clone()
+            .expect("a store check comes from a rate-limited rule");
+        let scope = match &limit.scope {
+            LimitScope::Session => "session".to_owned(),
+            LimitScope::Global => "global".to_owned(),
+            LimitScope::Key(key) => format!("key:{key}"),
+        };
+        let job = self.next_store_job();
+        out.push(Effect::CheckStore(StoreJob {
+            id: job,
+            key: format!("{}|{scope}", rule.key),
+            max: limit.max,
+            window: limit.window,
+        }));
+        let Some(id) = request.id.clone() else {
+            // A notification cannot be refused, and cannot wait for an answer that has nowhere
+            // to go: it is held all the same, and dropped if the store refuses it.
+            let held = StoreHeld {
+                line: request.line.into_owned(),
+                tool: tool.to_owned(),
+                rule,
+                job,
+                style: self.settings.violation,
+                modern: false,
+            };
+            self.fleet_notifications.push(held);
+            return;
+        };
+        let held = StoreHeld {
+            line: request.line.into_owned(),
+            tool: tool.to_owned(),
+            rule,
+            job,
+            style: self.style_for(request.params),
+            modern: self.era.is_modern(request.meta),
+        };
+        self.enter(
+            id,
+            Call {
+                stage: Stage::AwaitingStore(Box::new(held)),
+                progress_token: message::progress_token(request.meta),
+                batch,
+            },
+        );
+    }
+
+    fn next_store_job(&mut self) -> u64 {
+        self.next_job = self.next_job.wrapping_add(1);
+        self.next_job
+    }
+
+    /// The store answered the question of `job`.
+    pub fn on_store_done(
+        &mut self,
+        job: u64,
+        outcome: Result<Admission, StoreError>,
+        now: Instant,
+        out: &mut Vec<Effect<'static>>,
+    ) {
+        let _ = now;
+        if let Some(at) = self.fleet_notifications.iter().position(|h| h.job == job) {
+            let held = self.fleet_notifications.swap_remove(at);
+            match outcome {
+                Ok(Admission::Admitted) => self.forward(Cow::Owned(held.line), None, out),
+                Ok(Admission::Refused { .. }) | Err(_) => {
+                    info!(tool = %held.tool, "dropped a tools/call without an id: the fleet-wide limit refused it");
+                }
+            }
+            return;
+        }
+        let found = self.calls.store_held_ids().into_iter().find(|id| {
+            matches!(self.calls.get(id), Some(Call { stage: Stage::AwaitingStore(held), .. }) if held.job == job)
+        });
+        let Some(id) = found else {
+            info!(
+                job,
+                "the store answered for a call no longer waiting; ignored"
+            );
+            return;
+        };
+        let Some(mut call) = self.calls.remove(&id) else {
+            return;
+        };
+        let Stage::AwaitingStore(held) =
+            std::mem::replace(&mut call.stage, Stage::Forwarded(Purpose::Other))
+        else {
+            unreachable!("found as AwaitingStore")
+        };
+        let held = *held;
+        let forward = match outcome {
+            Ok(Admission::Admitted) => true,
+            Ok(Admission::Refused { retry_after }) => {
+                let decision = Decision::RateLimited {
+                    rule: held.rule.clone(),
+                    retry_after,
+                };
+                let text = refusal::refusal_text(&held.tool, &decision);
+                info!(tool = %held.tool, %id, "{text}");
+                let line =
+                    refusal::policy_refusal(&id, &held.tool, &decision, held.style, held.modern);
+                self.deliver(&call, Cow::Owned(line), out);
+                false
+            }
+            Err(err) => match self.settings.store_on_error {
+                OnError::Allow => {
+                    warn!(tool = %held.tool, %id, "the fleet-wide limit could not be checked ({err}); forwarding the call uncounted, as on_error = \"allow\" says");
+                    true
+                }
+                OnError::Deny => {
+                    let line = refusal::limit_unavailable_refusal(
+                        &id,
+                        &held.tool,
+                        &held.rule,
+                        &err,
+                        held.style,
+                        held.modern,
+                    );
+                    info!(tool = %held.tool, %id, "refused: the fleet-wide limit could not be checked: {err}");
+                    self.deliver(&call, Cow::Owned(line), out);
+                    false
+                }
+            },
+        };
+        if !forward {
+            return;
+        }
+        if self.child_gone {
+            self.deliver(&call, Cow::Owned(super::child_gone_error(&id)), out);
+            return;
+        }
+        // Still counted by its batch, if any: it entered the table when it was held.
+        call.stage = Stage::Forwarded(Purpose::Other);
+        self.calls.insert(id.clone(), call);
+        out.push(Effect::Child {
+            line: Cow::Owned(held.line),
+            request: Some(id),
+        });
+    }
+
+    /// Ends every call waiting for the store with an error carrying `message`.
+    pub(super) fn abandon_store_held(&mut self, message: &str, out: &mut Vec<Effect<'static>>) {
+        self.fleet_notifications.clear();
+        for id in self.calls.store_held_ids() {
+            if let Some(call) = self.calls.remove(&id) {
+                let error = reply::error(Some(&id), reply::INTERNAL_ERROR, message, None);
+                self.deliver(&call, Cow::Owned(error), out);
+            }
+        }
+    }
+
+    /// The client cancelled a call waiting for the store: it is forgotten (the store's answer
+    /// will find nothing), and nothing is forwarded.
+    pub(super) fn withdraw_store_check(&mut self, id: &RequestId) -> bool {
+        if !matches!(
+            self.calls.get(id),
+            Some(Call {
+                stage: Stage::AwaitingStore(_),
+                ..
+            })
+        ) {
+            return false;
+        }
+        self.calls.remove(id);
+        true
+    }
+}

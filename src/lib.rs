@@ -9,6 +9,7 @@
 //! writers of stdout and of the child's stdin (`relay`).
 
 pub mod approval;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -37,6 +38,10 @@ pub use crate::error::{EXIT_CONFIG, EXIT_SPAWN, Error};
 use crate::policy::Policy;
 use crate::relay::child::ChildCommand;
 use crate::session::{Session, Settings};
+
+/// How long the exit waits for the audit log to be written: a disk that hangs must not keep
+/// the proxy from exiting.
+const AUDIT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Sends logs to stderr: `--log-level`, else RUST_LOG, else "info".
 pub fn init_logging(level: Option<&str>) {
@@ -148,7 +153,25 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
             });
         }
     };
+    // The audit log's writer starts before the server, so that the first decision is kept.
+    let auditor = match &config.audit {
+        None => None,
+        Some(audit) => {
+            let mut audit = audit.clone();
+            // A relative path is relative to the configuration file, as an operator writes it.
+            if audit.path.is_relative()
+                && let Some(dir) = path.parent()
+            {
+                audit.path = dir.join(&audit.path);
+            }
+            Some(
+                audit::Auditor::start(audit)
+                    .context("cannot start the audit log's writer thread")?,
+            )
+        }
+    };
     let settings = Settings {
+        audit: auditor.as_ref().map(audit::Auditor::handle),
         violation: config.policy.violation,
         approval: config.approval.clone(),
         server: command.display(),
@@ -184,6 +207,11 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
     ));
     // The client pump may still be blocked reading stdin; the process exits without it.
     runtime.shutdown_background();
+    // Every decision made is on disk before the process exits (SIGTERM included: the relay
+    // ends normally once the server has exited).
+    if let Some(auditor) = auditor {
+        auditor.finish(AUDIT_FLUSH_LIMIT);
+    }
     result
 }
 

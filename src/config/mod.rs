@@ -12,6 +12,7 @@
 //! `toml::de::DeTable` (which keeps the span of every key and value) and walked by hand.
 
 mod approval;
+mod audit;
 mod classes;
 mod conditions;
 mod problems;
@@ -70,6 +71,8 @@ pub struct Config {
     pub pinning: Pinning,
     /// `[store]`: the Valkey (or Redis) that fleet-wide limits count in.
     pub store: Option<crate::store::StoreSettings>,
+    /// `[audit]`: the audit log.
+    pub audit: Option<crate::audit::AuditSettings>,
 }
 
 /// One class of `[classes]`.
@@ -404,7 +407,7 @@ impl Config {
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "server", "policy", "limits", "rules", "approval", "classes", "pinning", "store",
+    "server", "policy", "limits", "rules", "approval", "classes", "pinning", "store", "audit",
 ];
 
 impl Checker<'_> {
@@ -434,6 +437,9 @@ impl Checker<'_> {
         }
         if let Some(value) = root.get("store") {
             config.store = self.store(value);
+        }
+        if let Some(value) = root.get("audit") {
+            config.audit = self.audit(value);
         }
         self.check_class_references(&config.classes);
         if config.store.is_none() {

@@ -43,7 +43,7 @@ const CASES: &[(&str, usize, usize, &str)] = &[
         1,
         2,
         "unknown key \"polcy\" at the top level; expected one of \"server\", \"policy\", \
-             \"limits\", \"rules\", \"approval\", \"classes\", \"pinning\", \"store\"",
+             \"limits\", \"rules\", \"approval\", \"classes\", \"pinning\", \"store\", \"audit\"",
     ),
     (
         "[server]\ncommand = \"uvx\"\nargv = []\n",

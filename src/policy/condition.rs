@@ -47,13 +47,13 @@ pub struct Test {
 }
 
 /// A path into `arguments`: `command`, `a.b`, `args[0]`, `args[*]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArgPath {
     pub segments: Vec<Segment>,
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
     Member(String),
     Index(usize),

@@ -144,13 +144,21 @@ impl Session {
             unreachable!("found as AwaitingStore")
         };
         let held = *held;
+        let arguments = held_arguments(&held.line);
         let forward = match outcome {
-            Ok(Admission::Admitted) => true,
+            Ok(Admission::Admitted) => {
+                let decision = Decision::Allow {
+                    rule: Some(held.rule.clone()),
+                };
+                self.audit_decision(Some(&id), &held.tool, &decision, arguments.as_deref());
+                true
+            }
             Ok(Admission::Refused { retry_after }) => {
                 let decision = Decision::RateLimited {
                     rule: held.rule.clone(),
                     retry_after,
                 };
+                self.audit_decision(Some(&id), &held.tool, &decision, arguments.as_deref());
                 let text = refusal::refusal_text(&held.tool, &decision);
                 info!(tool = %held.tool, %id, "{text}");
                 let line =
@@ -160,10 +168,30 @@ impl Session {
             }
             Err(err) => match self.settings.store_on_error {
                 OnError::Allow => {
+                    let why = format!("the store could not decide ({err}); on_error = \"allow\"");
+                    self.audit(
+                        Some(&id),
+                        &held.tool,
+                        "allow",
+                        Some(&held.rule),
+                        Some(&why),
+                        arguments.as_deref(),
+                        None,
+                    );
                     warn!(tool = %held.tool, %id, "the fleet-wide limit could not be checked ({err}); forwarding the call uncounted, as on_error = \"allow\" says");
                     true
                 }
                 OnError::Deny => {
+                    let why = format!("the store could not decide: {err}");
+                    self.audit(
+                        Some(&id),
+                        &held.tool,
+                        "limit_unavailable",
+                        Some(&held.rule),
+                        Some(&why),
+                        arguments.as_deref(),
+                        None,
+                    );
                     let line = refusal::limit_unavailable_refusal(
                         &id,
                         &held.tool,
@@ -219,5 +247,16 @@ impl Session {
         }
         self.calls.remove(id);
         true
+    }
+}
+
+/// The `arguments` of a held `tools/call` line, for the audit log.
+fn held_arguments(line: &[u8]) -> Option<Vec<u8>> {
+    let content = line.strip_suffix(b"\n").unwrap_or(line);
+    match message::classify(content) {
+        Ok(message::Message::Request { params, .. }) => params
+            .and_then(|p| crate::json::get(p, "arguments"))
+            .map(<[u8]>::to_vec),
+        _ => None,
     }
 }

@@ -16,6 +16,7 @@ use super::refusal::ApprovalRefusal;
 use super::{Effect, Session};
 use crate::approval::digest::arguments_digest;
 use crate::approval::{self, Answer, ApproverJob, Channel, Question};
+use crate::audit::ApprovalRecord;
 use crate::config::{SessionGrant, ViolationStyle};
 use crate::json;
 use crate::message::{self, RequestId};
@@ -44,6 +45,10 @@ pub(super) struct Held {
     /// The next progress notification, when the call has a progress token.
     next_progress: Option<Instant>,
     progress_sent: u32,
+    /// The call's arguments, for the audit log's digest.
+    arguments: Option<Vec<u8>>,
+    /// The approval code the person is shown.
+    code: String,
 }
 
 /// What this session's approvals allow without asking again. In memory only: a grant never
@@ -112,6 +117,8 @@ impl Session {
                 &ApprovalRefusal::Unavailable,
                 style,
                 modern,
+                arguments,
+                None,
             );
             self.answer(batch, line, out);
             return;
@@ -171,6 +178,8 @@ impl Session {
             modern,
             next_progress,
             progress_sent: 1,
+            arguments: arguments.map(<[u8]>::to_vec),
+            code: question.code.clone(),
         };
         self.enter(
             id,
@@ -270,6 +279,8 @@ impl Session {
                     &why,
                     held.style,
                     held.modern,
+                    held.arguments.as_deref(),
+                    Some(&held.code),
                 );
                 self.deliver(&call, Cow::Owned(line), out);
                 continue;
@@ -299,6 +310,22 @@ impl Session {
     pub(super) fn withdraw<'a>(&mut self, call: &RequestId, out: &mut Vec<Effect<'a>>) {
         if let Some((entry, held)) = self.take_held(call) {
             info!(%call, tool = %held.tool, "the client cancelled a call waiting for approval");
+            let approval = ApprovalRecord {
+                channel: None,
+                outcome: "withdrawn".to_owned(),
+                note: None,
+                by: None,
+                code: Some(held.code.clone()),
+            };
+            self.audit(
+                Some(call),
+                &held.tool,
+                "approval_withdrawn",
+                Some(&held.rule),
+                Some("the client cancelled the call"),
+                held.arguments.as_deref(),
+                Some(approval),
+            );
             self.withdraw_channels(&held, "the client cancelled the call", out);
             // A cancelled request gets no answer, but a batch still closes without it.
             if let Some(batch) = entry.batch
@@ -325,8 +352,16 @@ impl Session {
         self.withdraw_channels(&held, "another channel answered first", out);
         if !answer.is_approval() {
             let why = ApprovalRefusal::from_answer(channel.as_str(), answer);
-            let line =
-                self.refuse_approval(id, &held.tool, &held.rule, &why, held.style, held.modern);
+            let line = self.refuse_approval(
+                id,
+                &held.tool,
+                &held.rule,
+                &why,
+                held.style,
+                held.modern,
+                held.arguments.as_deref(),
+                Some(&held.code),
+            );
             self.deliver(&call, Cow::Owned(line), out);
             return;
         }
@@ -347,6 +382,7 @@ impl Session {
         match &decision {
             Decision::ApprovalRequired { .. } | Decision::Allow { .. } => {}
             _ => {
+                self.audit_decision(Some(id), &held.tool, &decision, arguments);
                 let text = super::refusal::refusal_text(&held.tool, &decision);
                 info!(tool = %held.tool, %id, "an approved call is refused by the rules as they are now: {text}");
                 let line = super::refusal::policy_refusal(
@@ -364,6 +400,35 @@ impl Session {
             self.grants.grant(&held.tool, arguments, &held.rule);
         }
         info!(tool = %held.tool, %id, channel = channel.as_str(), "a person approved the call; forwarding it");
+        let (decision_name, outcome) = if answer == Answer::ApproveForSession {
+            ("approved_for_session", "approve_for_session")
+        } else {
+            ("approved", "approve_once")
+        };
+        let approval = ApprovalRecord {
+            channel: Some(channel.as_str().to_owned()),
+            outcome: outcome.to_owned(),
+            note: None,
+            by: match channel {
+                Channel::Command => self
+                    .settings
+                    .approval
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.first().cloned()),
+                Channel::Elicitation => None,
+            },
+            code: Some(held.code.clone()),
+        };
+        self.audit(
+            Some(id),
+            &held.tool,
+            decision_name,
+            Some(&held.rule),
+            None,
+            arguments,
+            Some(approval),
+        );
         self.policy.admit(&decision, &mut self.state, now);
         let _ = meta;
         let progress_token = call.progress_token;

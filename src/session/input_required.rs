@@ -57,6 +57,22 @@ impl Session {
             },
             "requestState": state,
         });
+        let approval = crate::audit::ApprovalRecord {
+            channel: Some("elicitation".to_owned()),
+            outcome: "asked".to_owned(),
+            note: None,
+            by: None,
+            code: Some(question.code.clone()),
+        };
+        self.audit(
+            Some(id),
+            tool,
+            "approval_requested",
+            Some(rule),
+            None,
+            arguments,
+            Some(approval),
+        );
         self.answer(batch, reply::response(Some(id), "result", &result), out);
     }
 
@@ -84,6 +100,7 @@ impl Session {
             Verdict::Ask(rule) => rule,
             Verdict::Forward(decision) => {
                 // The rules no longer ask: the call goes through as any allowed call does.
+                self.audit_decision(Some(&id), tool, &decision, arguments);
                 self.policy.admit(&decision, &mut self.state, now);
                 let line = strip_proxy_members(&request.line, params);
                 self.forward_call(Some(id), request.meta, Cow::Owned(line), batch, out);
@@ -112,6 +129,7 @@ impl Session {
                 return;
             }
             Verdict::Refuse(decision) => {
+                self.audit_decision(Some(&id), tool, &decision, arguments);
                 self.refuse(
                     Some(&id),
                     request.params,
@@ -135,7 +153,7 @@ impl Session {
                     why: broken.describe().to_owned(),
                 },
             };
-            let line = self.refuse_approval(&id, tool, &rule, &why, style, modern);
+            let line = self.refuse_approval(&id, tool, &rule, &why, style, modern, arguments, None);
             self.answer(batch, line, out);
             return;
         }
@@ -148,7 +166,8 @@ impl Session {
         match answer {
             refused @ (Answer::Deny { .. } | Answer::Unclear { .. }) => {
                 let why = ApprovalRefusal::from_answer("elicitation", refused);
-                let line = self.refuse_approval(&id, tool, &rule, &why, style, modern);
+                let line =
+                    self.refuse_approval(&id, tool, &rule, &why, style, modern, arguments, None);
                 self.answer(batch, line, out);
             }
             approved => {
@@ -156,6 +175,27 @@ impl Session {
                     self.grant(tool, arguments, &rule);
                 }
                 info!(tool = %tool, %id, "a person approved the call; forwarding it");
+                let (decision, outcome) = if approved == Answer::ApproveForSession {
+                    ("approved_for_session", "approve_for_session")
+                } else {
+                    ("approved", "approve_once")
+                };
+                let record = crate::audit::ApprovalRecord {
+                    channel: Some("elicitation".to_owned()),
+                    outcome: outcome.to_owned(),
+                    note: None,
+                    by: None,
+                    code: None,
+                };
+                self.audit(
+                    Some(&id),
+                    tool,
+                    decision,
+                    Some(&rule),
+                    None,
+                    arguments,
+                    Some(record),
+                );
                 let line = strip_proxy_members(&request.line, params);
                 self.forward_call(Some(id), request.meta, Cow::Owned(line), batch, out);
             }

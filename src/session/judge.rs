@@ -10,6 +10,7 @@ use tracing::{debug, info, warn};
 use super::refusal::{self, ApprovalRefusal};
 use super::{Effect, Session, calls::Purpose};
 use crate::approval::seal::STATE_PREFIX;
+use crate::audit::ApprovalRecord;
 use crate::config::{PinMode, PolicyMode, ViolationStyle};
 use crate::json;
 use crate::message::{self, RequestId};
@@ -95,6 +96,17 @@ impl Session {
             return;
         };
         let arguments = request.params.and_then(|p| json::get(p, "arguments"));
+        if self.audit_refusing() {
+            // The log is required and cannot be written: no decision can be recorded, so none is
+            // made (fail closed).
+            if let Some(id) = &request.id {
+                let style = self.style_for(request.params);
+                let modern = self.era.is_modern(request.meta);
+                let line = refusal::audit_unavailable_refusal(id, &tool, style, modern);
+                self.answer(batch, line, out);
+            }
+            return;
+        }
         let state = request
             .params
             .and_then(|p| json::get(p, "requestState"))
@@ -112,6 +124,15 @@ impl Session {
         if let Some(what) = self.catalog.changed(&tool) {
             match self.settings.pinning {
                 PinMode::Refuse => {
+                    self.audit(
+                        request.id.as_ref(),
+                        &tool,
+                        "tool_changed",
+                        None,
+                        Some(what),
+                        arguments,
+                        None,
+                    );
                     if let Some(id) = &request.id {
                         info!(tool = %tool, %id, "refused a call to a tool whose definition changed: {what}");
                         let style = self.style_for(request.params);
@@ -131,10 +152,31 @@ impl Session {
             self.on_approval_retry(request, &tool, arguments, &state, decision, now, batch, out);
             return;
         }
+        // A refusal the rules would make but shadow mode or a shadow rule lets through.
+        let mut shadowed: Option<(Option<Arc<Rule>>, String)> = shadow
+            .as_ref()
+            .filter(|s| !s.is_allowed())
+            .map(|s| (s.rule().cloned(), refusal::refusal_text(&tool, s)));
         let verdict = match verdict(decision) {
             Verdict::Forward(decision) => Verdict::Forward(decision),
             // Shadow mode: what the rules would refuse goes through, and is logged.
             refused if self.settings.mode == PolicyMode::Shadow => {
+                shadowed = Some(match &refused {
+                    Verdict::Refuse(decision) => (
+                        decision.rule().cloned(),
+                        refusal::refusal_text(&tool, decision),
+                    ),
+                    Verdict::HideAsUnknown(rule)
+                    | Verdict::Ask(rule)
+                    | Verdict::CheckStore(rule) => (
+                        Some(rule.clone()),
+                        format!(
+                            "{} would have refused or asked about this call",
+                            rule.label()
+                        ),
+                    ),
+                    Verdict::Forward(_) => (None, String::new()),
+                });
                 match &refused {
                     Verdict::Refuse(decision) => log_shadow(&tool, decision, "shadow mode"),
                     Verdict::HideAsUnknown(rule)
@@ -153,6 +195,18 @@ impl Session {
         match verdict {
             Verdict::Forward(decision) => {
                 debug!(tool = %tool, "allowed a tool call");
+                match &shadowed {
+                    Some((rule, text)) => self.audit(
+                        request.id.as_ref(),
+                        &tool,
+                        "shadow_deny",
+                        rule.as_deref(),
+                        Some(text),
+                        arguments,
+                        None,
+                    ),
+                    None => self.audit_decision(request.id.as_ref(), &tool, &decision, arguments),
+                }
                 self.policy.admit(&decision, &mut self.state, now);
                 if let Some(shadow) = &shadow {
                     // A shadow rate limit counts what it would have let through.
@@ -162,6 +216,15 @@ impl Session {
             }
             Verdict::HideAsUnknown(rule) => {
                 info!(tool = %tool, rule = rule.number, "refused a call to a hidden tool");
+                self.audit(
+                    request.id.as_ref(),
+                    &tool,
+                    "deny",
+                    Some(&rule),
+                    None,
+                    arguments,
+                    None,
+                );
                 if let Some(id) = &request.id {
                     let error = reply::error(
                         Some(id),
@@ -173,6 +236,7 @@ impl Session {
                 }
             }
             Verdict::Refuse(decision) => {
+                self.audit_decision(request.id.as_ref(), &tool, &decision, arguments);
                 self.refuse(
                     request.id.as_ref(),
                     request.params,
@@ -189,6 +253,15 @@ impl Session {
             Verdict::Ask(rule) => {
                 if self.grants.covers(&tool, arguments, &rule) {
                     info!(tool = %tool, rule = rule.number, "a session grant approves the call");
+                    self.audit(
+                        request.id.as_ref(),
+                        &tool,
+                        "granted",
+                        Some(&rule),
+                        None,
+                        arguments,
+                        None,
+                    );
                     self.forward_call(request.id, request.meta, request.line, batch, out);
                     return;
                 }
@@ -263,8 +336,34 @@ impl Session {
         why: &ApprovalRefusal,
         style: ViolationStyle,
         modern: bool,
+        arguments: Option<&[u8]>,
+        code: Option<&str>,
     ) -> Vec<u8> {
         info!(tool = %tool, %id, decision = why.kind(), "{}", refusal::approval_text(tool, rule, why));
+        let (channel, outcome, note) = match why {
+            ApprovalRefusal::Denied { channel, note } => (Some(*channel), "deny", note.clone()),
+            ApprovalRefusal::Unclear { channel, why } => {
+                (Some(*channel), "unclear", Some(why.clone()))
+            }
+            ApprovalRefusal::TimedOut { .. } => (None, "timeout", None),
+            ApprovalRefusal::Unavailable => (None, "unavailable", None),
+        };
+        let approval = ApprovalRecord {
+            channel: channel.map(str::to_owned),
+            outcome: outcome.to_owned(),
+            note,
+            by: None,
+            code: code.map(str::to_owned),
+        };
+        self.audit(
+            Some(id),
+            tool,
+            why.kind(),
+            Some(rule),
+            None,
+            arguments,
+            Some(approval),
+        );
         refusal::approval_refusal(id, tool, rule, why, style, modern)
     }
 }

@@ -13,6 +13,7 @@
 //! the server declared), `era` (protocol era and client capabilities), `refusal` (what a
 //! refusal says).
 
+mod audit;
 mod batch;
 mod calls;
 mod effect;
@@ -63,6 +64,8 @@ pub struct Settings {
     /// `[store] on_error`: what a call under a fleet-wide limit gets when the store cannot
     /// answer.
     pub store_on_error: crate::store::OnError,
+    /// The audit log, if `[audit]` asks for one.
+    pub audit: Option<crate::audit::AuditHandle>,
     /// Pins from the operator's pin file: tool name to the SHA-256 (hex) of its definition.
     pub pins: std::collections::HashMap<String, String>,
 }

@@ -289,6 +289,28 @@ pub fn tool_changed_refusal(
     shaped(id, text, facts, style, modern)
 }
 
+/// The answer to a call made while the required audit log cannot be written.
+pub fn audit_unavailable_refusal(
+    id: &RequestId,
+    tool: &str,
+    style: ViolationStyle,
+    modern: bool,
+) -> Vec<u8> {
+    let text = format!(
+        "policy violation: the call to tool {tool:?} was refused because the audit log, which \
+         this policy requires, cannot be written now; nothing ran. Tell the user, who can fix \
+         the log's disk or path."
+    );
+    let facts = json!({
+        "decision": "audit_unavailable",
+        "tool": tool,
+        "rule": null,
+        "pattern": null,
+        "reason": "the required audit log cannot be written",
+    });
+    shaped(id, text, facts, style, modern)
+}
+
 /// The answer to a call under a fleet-wide limit that the store could not decide.
 pub fn limit_unavailable_refusal(
     id: &RequestId,

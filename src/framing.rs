@@ -5,13 +5,10 @@
 //! A line longer than the limit is discarded whole, up to and including its newline: never a
 //! remainder, which a reader could otherwise take for a message of its own.
 //!
-//! The same reader serves blocking input ([`LineReader::read_frame`], what the relay's pump
-//! threads use) and async input ([`LineReader::next_frame`]); only the read differs.
+//! The relay's pump threads read with [`LineReader::read_frame`], blocking.
 
 use std::io::{self, Read};
 use std::ops::Range;
-
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// How much the reader asks the OS for at once. Large enough that a multi-megabyte tool result
 /// takes few reads, small enough to be a rounding error in memory.
@@ -284,46 +281,9 @@ impl<R: Read> LineReader<R> {
     }
 }
 
-impl<R: AsyncRead + Unpin> LineReader<R> {
-    /// The next line, an over-long line's notice, or the end of input.
-    pub async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
-        loop {
-            if let Some(span) = self.next_buffered() {
-                return Ok(self.frame(span));
-            }
-            self.make_room();
-            let n = self.inner.read(&mut self.buf[self.end..]).await?;
-            self.filled(n);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Reads every frame from `input` delivered in chunks of `chunk` bytes.
-    async fn frames(input: &[u8], max_line: usize, chunk: usize) -> Vec<Result<Vec<u8>, usize>> {
-        let (mut tx, rx) = tokio::io::duplex(chunk.max(1));
-        let data = input.to_vec();
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            for piece in data.chunks(chunk.max(1)) {
-                tx.write_all(piece).await.unwrap();
-            }
-        });
-        let mut reader = LineReader::new(rx, max_line);
-        let mut out = Vec::new();
-        loop {
-            match reader.next_frame().await.unwrap() {
-                Frame::Line(line) => out.push(Ok(line.to_vec())),
-                Frame::TooLong { len, .. } => out.push(Err(len)),
-                Frame::Eof => break,
-            }
-        }
-        writer.await.unwrap();
-        out
-    }
 
     /// Hands out its bytes `chunk` at a time, as a pipe may.
     struct Chunked<'a> {
@@ -340,8 +300,8 @@ mod tests {
         }
     }
 
-    /// The same as [`frames`], through the blocking reader.
-    fn frames_blocking(input: &[u8], max_line: usize, chunk: usize) -> Vec<Result<Vec<u8>, usize>> {
+    /// Reads every frame from `input` delivered in chunks of `chunk` bytes.
+    fn frames(input: &[u8], max_line: usize, chunk: usize) -> Vec<Result<Vec<u8>, usize>> {
         let mut reader = LineReader::new(
             Chunked {
                 data: input,
@@ -364,31 +324,18 @@ mod tests {
         Ok(s.as_bytes().to_vec())
     }
 
-    #[tokio::test]
-    async fn splits_lines_in_any_chunking() {
+    #[test]
+    fn splits_lines_in_any_chunking() {
         let input = b"{\"a\":1}\n{\"b\":2}\r\n\n{\"c\":3}";
         for chunk in [1, 2, 3, 7, 1024] {
             assert_eq!(
-                frames(input, 100, chunk).await,
+                frames(input, 100, chunk),
                 vec![
                     line("{\"a\":1}\n"),
                     line("{\"b\":2}\n"),
                     line("\n"),
                     line("{\"c\":3}\n")
                 ],
-                "chunk {chunk}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn blocking_and_async_readers_frame_alike() {
-        let long = "y".repeat(40);
-        let input = format!("a\r\n{long}\nb\rc\n\n{long}\r\nlast");
-        for chunk in [1, 3, 8, 64, 4096] {
-            assert_eq!(
-                frames_blocking(input.as_bytes(), 20, chunk),
-                frames(input.as_bytes(), 20, chunk).await,
                 "chunk {chunk}"
             );
         }
@@ -441,31 +388,31 @@ mod tests {
         assert_eq!(reader.take_line(&mut spare), None, "no line at the end");
     }
 
-    #[tokio::test]
-    async fn bare_cr_stays_in_the_line() {
+    #[test]
+    fn bare_cr_stays_in_the_line() {
         assert_eq!(
-            frames(b"A\rB\nC\r\r\n", 100, 4).await,
+            frames(b"A\rB\nC\r\r\n", 100, 4),
             vec![line("A\rB\n"), line("C\r\n")]
         );
     }
 
-    #[tokio::test]
-    async fn over_long_lines_are_dropped_whole() {
+    #[test]
+    fn over_long_lines_are_dropped_whole() {
         let long = "x".repeat(50);
         let input = format!("ok\n{long}\nafter\n{long}");
         for chunk in [1, 5, 16, 1000] {
             assert_eq!(
-                frames(input.as_bytes(), 10, chunk).await,
+                frames(input.as_bytes(), 10, chunk),
                 vec![line("ok\n"), Err(50), line("after\n"), Err(50)],
                 "chunk {chunk}"
             );
         }
     }
 
-    #[tokio::test]
-    async fn limit_counts_content_not_the_ending() {
+    #[test]
+    fn limit_counts_content_not_the_ending() {
         assert_eq!(
-            frames(b"12345\r\n123456\n", 5, 3).await,
+            frames(b"12345\r\n123456\n", 5, 3),
             vec![line("12345\n"), Err(6)]
         );
     }

@@ -453,32 +453,37 @@ fn line() -> impl Strategy<Value = Vec<u8>> {
 /// Everything the session sends to the child for these client bytes, read in `chunk`-byte
 /// pieces through the real framing.
 fn forwarded(session: &mut Session, input: &[u8], chunk: usize) -> Vec<Vec<u8>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (mut tx, rx) = tokio::io::duplex(64 * 1024);
-        let data = input.to_vec();
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            for piece in data.chunks(chunk.max(1)) {
-                tx.write_all(piece).await.unwrap();
-            }
-        });
-        let mut reader = LineReader::new(rx, 1 << 20);
-        let mut out = Vec::new();
-        while let Frame::Line(line) = reader.next_frame().await.unwrap() {
-            let mut outs = Vec::new();
-            session.on_client_line(line, Instant::now(), &mut outs);
-            for o in outs {
-                if let Effect::Child { line, .. } = o {
-                    out.push(line.into_owned());
-                }
+    /// Hands out its bytes `chunk` at a time, as a pipe may.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+    impl std::io::Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.chunk.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+    let mut reader = LineReader::new(
+        Chunked {
+            data: input,
+            chunk: chunk.max(1),
+        },
+        1 << 20,
+    );
+    let mut out = Vec::new();
+    while let Frame::Line(line) = reader.read_frame().unwrap() {
+        let mut outs = Vec::new();
+        session.on_client_line(line, Instant::now(), &mut outs);
+        for o in outs {
+            if let Effect::Child { line, .. } = o {
+                out.push(line.into_owned());
             }
         }
-        writer.await.unwrap();
-        out
-    })
+    }
+    out
 }
 
 fn session(protocol: &str) -> Session {

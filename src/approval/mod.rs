@@ -16,6 +16,7 @@
 
 pub mod command;
 pub mod desktop;
+mod dialog;
 pub mod digest;
 pub mod display;
 pub mod seal;

@@ -54,8 +54,7 @@ pub fn spawn(command: &ChildCommand) -> std::io::Result<Spawned> {
     }
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: getpid is async-signal-safe and is called before fork.
-        let parent = unsafe { libc::getpid() };
+        let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the forked child before exec and calls only
         // async-signal-safe functions (prctl, getppid, _exit).
         unsafe {

@@ -82,6 +82,41 @@ pub enum Sub {
     /// `[approval] command = ["mcp-policy-proxy", "approve-desktop"]`. Reads the call as JSON on
     /// stdin; exit status 0 approves.
     ApproveDesktop,
+    /// Print the JSON Schema (draft 2020-12) of the policy file. Editors use it: with Taplo or
+    /// Even Better TOML, put `#:schema ./schema/mcp-policy-proxy.schema.json` on the policy's
+    /// first line.
+    Schema,
+    /// Start an MCP server, read its tools (either protocol era) and print a commented starter
+    /// policy that `check` accepts: every tool, grouped by class, with its description and a
+    /// suggested action. Exit status 1 when the server cannot be scanned.
+    Scan {
+        /// The MCP server to scan and its arguments, e.g. `uvx awslabs.valkey-mcp-server@latest`.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "SERVER"
+        )]
+        server: Vec<OsString>,
+    },
+    /// Summarise audit logs: calls, decisions by kind and by rule, top tools, recent refusals
+    /// with their reasons, and approvals with who answered them. Exit status 1 when no file can
+    /// be read.
+    Audit {
+        /// The audit logs (JSON lines), e.g. audit.jsonl audit.jsonl.1.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Only calls at or after TIME: an RFC 3339 time (2026-11-29T19:00:00Z) or a duration
+        /// back from now (30m, 1h, 2d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only the calls of this session (the `session` field of the log).
+        #[arg(long, value_name = "SESSION")]
+        session: Option<String>,
+        /// Print JSON for machines instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What to do, once the command line is read.
@@ -104,6 +139,16 @@ pub enum Command {
         to_stderr: bool,
     },
     ApproveDesktop,
+    Schema,
+    Scan {
+        server: Vec<OsString>,
+    },
+    Audit {
+        files: Vec<PathBuf>,
+        since: Option<String>,
+        session: Option<String>,
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -112,6 +157,19 @@ impl Cli {
             Some(Sub::Run { command }) => Command::Run { command },
             Some(Sub::Check) => Command::Check { to_stderr: false },
             Some(Sub::ApproveDesktop) => Command::ApproveDesktop,
+            Some(Sub::Schema) => Command::Schema,
+            Some(Sub::Scan { server }) => Command::Scan { server },
+            Some(Sub::Audit {
+                files,
+                since,
+                session,
+                json,
+            }) => Command::Audit {
+                files,
+                since,
+                session,
+                json,
+            },
             Some(Sub::Explain {
                 tool,
                 arguments,

@@ -64,6 +64,14 @@ pub fn init_logging(level: Option<&str>) {
 pub fn run(mut cli: Cli) -> Result<ExitCode, Error> {
     match cli.command() {
         Command::ApproveDesktop => Ok(approval::desktop::run_stdio()),
+        Command::Schema => Ok(commands::schema::run()),
+        Command::Scan { server } => commands::scan::run(&server),
+        Command::Audit {
+            files,
+            since,
+            session,
+            json,
+        } => commands::audit::run(&files, since.as_deref(), session.as_deref(), json),
         Command::Check { to_stderr } => {
             let path = cli.config.ok_or(Error::NoPolicy)?;
             let (config, policy) = load(&path)?;

@@ -1,8 +1,10 @@
 //! The audit log: one JSON line per decision, written off the pumps.
 //!
-//! The session hands each [`Record`] to an [`AuditHandle`] (a channel send: no disk I/O under
-//! the session's lock or on a pump), and one writer thread serializes and appends them, a batch
-//! at a time. Nothing is lost: a record that cannot be written stays queued and is retried,
+//! The session hands each [`Record`] to an [`AuditHandle`]: a push onto a queue under a short
+//! lock, with no disk I/O, no serialization, no digest and no wake-up of another thread on the
+//! pump. One writer thread looks at the queue every few milliseconds, completes the records
+//! (time, argument digest, redacted arguments), serializes them and appends them, a batch at a
+//! time. Nothing is lost: a record that cannot be written stays queued and is retried,
 //! and every queued record is written before the proxy exits (SIGTERM included: the relay ends
 //! normally and [`Auditor::finish`] drains the queue). Several proxies may share one file: each
 //! batch is whole lines appended with `O_APPEND` in one write under an exclusive `flock`, which
@@ -47,7 +49,7 @@ pub const DEFAULT_KEEP: u32 = 5;
 /// What the session holds to write records: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct AuditHandle {
-    queue: std::sync::mpsc::Sender<writer::Message>,
+    queue: Arc<writer::Queue>,
     healthy: Arc<AtomicBool>,
     settings: Arc<AuditSettings>,
 }
@@ -61,10 +63,14 @@ impl std::fmt::Debug for AuditHandle {
 }
 
 impl AuditHandle {
-    /// Queues a record for the writer thread.
-    pub fn record(&self, record: Record) {
-        // The writer only goes away at exit, after the last decision.
-        let _ = self.queue.send(writer::Message::Record(Box::new(record)));
+    /// Queues a record for the writer thread, which fills in its time (`at`), the digest of
+    /// `arguments` and, if asked for, the arguments themselves.
+    pub fn record(&self, record: Record, at: SystemTime, arguments: Option<&[u8]>) {
+        self.queue.push(writer::Message::Record {
+            record: Box::new(record),
+            at,
+            arguments: arguments.map(<[u8]>::to_vec),
+        });
     }
 
     /// Whether calls must be refused now: the log is required and cannot be written.

@@ -8,23 +8,58 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::channel;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tracing::{error, info};
 
 use super::{AuditHandle, AuditSettings, Record};
+use crate::approval::digest::{arguments_digest, hex};
 
 /// How long a batch that could not be written waits before it is tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
-/// The most records serialized into one write.
-const BATCH_RECORDS: usize = 1024;
+/// How often the writer looks at the queue. A record waits at most this long in memory; in
+/// exchange a decision never wakes another thread (measured: waking the writer on every record
+/// took pipelined calls to 0.44 of the same proxy without a log, and tripled the added latency).
+const LOOK_EVERY: Duration = Duration::from_millis(10);
 
 pub(super) enum Message {
-    Record(Box<Record>),
+    Record {
+        record: Box<Record>,
+        at: std::time::SystemTime,
+        arguments: Option<Vec<u8>>,
+    },
     /// Write everything queued before this, then say so.
     Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// The records waiting for the writer.
+pub(super) struct Queue {
+    items: std::sync::Mutex<Vec<Message>>,
+    /// The writer thread, woken early only for a flush.
+    writer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Queue {
+    pub(super) fn push(&self, message: Message) {
+        let flush = matches!(message, Message::Flush(_));
+        self.items
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(message);
+        if flush && let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
+    }
+
+    fn take(&self, into: &mut Vec<Message>) {
+        let mut items = self
+            .items
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::swap(&mut *items, into);
+    }
 }
 
 /// The audit log's writer thread and the way to reach it.
@@ -39,7 +74,10 @@ impl Auditor {
     pub fn start(settings: AuditSettings) -> io::Result<Auditor> {
         let settings = Arc::new(settings);
         let healthy = Arc::new(AtomicBool::new(true));
-        let (queue, received) = channel();
+        let queue = Arc::new(Queue {
+            items: std::sync::Mutex::new(Vec::new()),
+            writer: std::sync::OnceLock::new(),
+        });
         let mut file = LogFile::new(settings.clone());
         if let Err(err) = file.open() {
             error!(
@@ -54,9 +92,11 @@ impl Auditor {
             healthy.store(false, Ordering::Relaxed);
         }
         let thread_healthy = healthy.clone();
+        let thread_queue = queue.clone();
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(received, file, thread_healthy))?;
+            .spawn(move || write_loop(&thread_queue, file, thread_healthy))?;
+        let _ = queue.writer.set(thread.thread().clone());
         Ok(Auditor {
             handle: AuditHandle {
                 queue,
@@ -75,9 +115,7 @@ impl Auditor {
     /// written must not keep the proxy from exiting; what stays unwritten is reported).
     pub fn finish(self, limit: Duration) {
         let (done, flushed) = channel();
-        if self.handle.queue.send(Message::Flush(done)).is_err() {
-            return;
-        }
+        self.handle.queue.push(Message::Flush(done));
         if flushed.recv_timeout(limit).is_err() {
             error!("the audit log could not be flushed within {limit:?} at exit");
         }
@@ -85,34 +123,31 @@ impl Auditor {
     }
 }
 
-fn write_loop(received: Receiver<Message>, mut file: LogFile, healthy: Arc<AtomicBool>) {
+fn write_loop(queue: &Queue, mut file: LogFile, healthy: Arc<AtomicBool>) {
     let mut pending: Vec<u8> = Vec::new();
-    let mut open = true;
-    while open || !pending.is_empty() {
-        let first = if pending.is_empty() {
-            received.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            received.recv_timeout(RETRY_EVERY)
-        };
+    let mut taken = Vec::new();
+    loop {
+        queue.take(&mut taken);
+        if taken.is_empty() && pending.is_empty() {
+            std::thread::park_timeout(LOOK_EVERY);
+            continue;
+        }
         let mut flushes = Vec::new();
-        let mut take = |message: Message, pending: &mut Vec<u8>| match message {
-            Message::Record(record) => {
-                // A Record always serializes: strings, numbers and JSON values only.
-                if serde_json::to_writer(&mut *pending, &record).is_ok() {
-                    pending.push(b'\n');
+        for message in taken.drain(..) {
+            match message {
+                Message::Record {
+                    mut record,
+                    at,
+                    arguments,
+                } => {
+                    complete(&mut record, at, arguments.as_deref(), &file.settings);
+                    // A Record always serializes: strings, numbers and JSON values only.
+                    if serde_json::to_writer(&mut pending, &record).is_ok() {
+                        pending.push(b'\n');
+                    }
                 }
+                Message::Flush(done) => flushes.push(done),
             }
-            Message::Flush(done) => flushes.push(done),
-        };
-        match first {
-            Ok(message) => {
-                take(message, &mut pending);
-                for message in received.try_iter().take(BATCH_RECORDS) {
-                    take(message, &mut pending);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => open = false,
         }
         if pending.is_empty() {
             for done in flushes {
@@ -139,20 +174,32 @@ fn write_loop(received: Receiver<Message>, mut file: LogFile, healthy: Arc<Atomi
                         pending.len()
                     );
                 }
-                if !open {
-                    // Exiting with records that cannot be written: say so rather than hang.
-                    std::thread::sleep(RETRY_EVERY);
-                    if file.append(&pending).is_err() {
-                        error!(
-                            "exiting with {} bytes of audit records that could not be written",
-                            pending.len()
-                        );
-                        return;
-                    }
-                    pending.clear();
-                }
+                // A flush waiting on records that cannot be written gets no answer: its waiter
+                // gives up after its own limit and says so.
+                std::thread::park_timeout(RETRY_EVERY);
             }
         }
+    }
+}
+
+/// Fills in what the session leaves to the writer: the time, the arguments' digest and, if
+/// asked for, the arguments with the redacted paths replaced.
+fn complete(
+    record: &mut Record,
+    at: std::time::SystemTime,
+    arguments: Option<&[u8]>,
+    settings: &AuditSettings,
+) {
+    record.time = super::rfc3339(at);
+    record.args_sha256 = hex(&arguments_digest(arguments));
+    if settings.include_arguments {
+        let mut value: serde_json::Value = arguments
+            .and_then(|raw| serde_json::from_slice(raw).ok())
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        for path in &settings.redact {
+            super::redact(&mut value, &path.segments);
+        }
+        record.arguments = Some(value);
     }
 }
 

@@ -3,8 +3,7 @@
 use std::time::SystemTime;
 
 use super::Session;
-use crate::approval::digest::{arguments_digest, hex};
-use crate::audit::{ApprovalRecord, Record, rfc3339};
+use crate::audit::{ApprovalRecord, Record};
 use crate::message::RequestId;
 use crate::policy::{Decision, Rule};
 
@@ -32,20 +31,24 @@ impl Session {
         let Some(audit) = &self.settings.audit else {
             return;
         };
-        audit.record(Record {
-            time: rfc3339(SystemTime::now()),
-            session: self.settings.session_id.clone(),
-            id: id.map(|id| String::from_utf8_lossy(&id.to_json()).into_owned()),
-            tool: tool.to_owned(),
-            decision: decision.to_owned(),
-            rule: rule.map(rule_name),
-            reason: reason
-                .map(str::to_owned)
-                .or_else(|| rule.and_then(|r| r.reason.clone())),
-            args_sha256: hex(&arguments_digest(arguments)),
-            arguments: audit.shown_arguments(arguments),
-            approval,
-        });
+        audit.record(
+            Record {
+                time: String::new(),
+                session: self.settings.session_id.clone(),
+                id: id.map(|id| String::from_utf8_lossy(&id.to_json()).into_owned()),
+                tool: tool.to_owned(),
+                decision: decision.to_owned(),
+                rule: rule.map(rule_name),
+                reason: reason
+                    .map(str::to_owned)
+                    .or_else(|| rule.and_then(|r| r.reason.clone())),
+                args_sha256: String::new(),
+                arguments: None,
+                approval,
+            },
+            SystemTime::now(),
+            arguments,
+        );
     }
 
     /// Records a policy decision.

@@ -1,5 +1,5 @@
 //! End-to-end measurements: a client on real pipes, talking to the fixture server directly,
-//! behind the plain byte relay, and behind the proxy.
+//! behind the plain byte relay, and behind the proxy (with the standard policy, or a variant's).
 //!
 //! Every answer is checked: its id must be one the client is waiting for (so each id comes back
 //! exactly once), an `echo` must be an allowed call's result, and a `big` result must have the
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 
 use crate::byte_relay::RELAY_ENV;
+use crate::variants::Variant;
 
 /// How long any one answer may take before the run fails instead of hanging.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +31,8 @@ pub enum Setup {
     Proxy,
     /// Another build of the proxy, measured in the same rounds for a before/after.
     Baseline,
+    /// This proxy with a variant's policy (see `variants`).
+    Variant(Variant),
 }
 
 impl Setup {
@@ -39,6 +42,7 @@ impl Setup {
             Setup::Relay => "relay",
             Setup::Proxy => "proxy",
             Setup::Baseline => "baseline",
+            Setup::Variant(variant) => variant.name(),
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct Programs {
     /// This executable, which is the byte relay when [`RELAY_ENV`] is set.
     pub relay: PathBuf,
     pub policy: PathBuf,
+    /// The policy of each variant that runs.
+    pub variants: Vec<(Variant, PathBuf)>,
 }
 
 /// A running set-up and the client's end of its pipes.
@@ -69,6 +75,8 @@ pub struct Endpoint {
     line: Vec<u8>,
     request: Vec<u8>,
     next_id: u64,
+    /// `echo` calls sent (the others are `big` calls and probes).
+    echo_calls: u64,
 }
 
 impl Endpoint {
@@ -80,15 +88,23 @@ impl Endpoint {
                 command.env(RELAY_ENV, "1").arg(&programs.fixture);
                 command
             }
-            Setup::Proxy | Setup::Baseline => {
+            Setup::Proxy | Setup::Baseline | Setup::Variant(_) => {
                 let program = match setup {
                     Setup::Baseline => programs.baseline.as_ref().context("no baseline build")?,
                     _ => &programs.proxy,
                 };
+                let policy = match setup {
+                    Setup::Variant(variant) => programs
+                        .variants
+                        .iter()
+                        .find_map(|(v, path)| (*v == variant).then_some(path))
+                        .with_context(|| format!("no policy for the {variant:?} variant"))?,
+                    _ => &programs.policy,
+                };
                 let mut command = Command::new(program);
                 command
                     .arg("--config")
-                    .arg(&programs.policy)
+                    .arg(policy)
                     .args(["--log-level", "warn", "--"])
                     .arg(&programs.fixture);
                 command
@@ -110,6 +126,7 @@ impl Endpoint {
             line: Vec::new(),
             request: Vec::new(),
             next_id: 1,
+            echo_calls: 0,
         };
         endpoint.handshake()?;
         Ok(endpoint)
@@ -132,6 +149,44 @@ impl Endpoint {
         Ok(())
     }
 
+    /// How many `tools/call` requests this set-up was sent.
+    pub fn calls(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    /// How many of them were allowed `echo` calls.
+    pub fn echo_calls(&self) -> u64 {
+        self.echo_calls
+    }
+
+    /// Sends one `tools/call` of `tool` with `arguments` (a JSON object) and checks that the
+    /// answer is a refusal (a tool result with `isError: true`) that mentions `reason`: the
+    /// proof that a variant's policy is in force, not only present.
+    pub fn expect_refusal(
+        &mut self,
+        tool: &str,
+        arguments: &str,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let _ = writeln!(
+            self.request,
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"{tool}\",\"arguments\":{arguments}}}}}"
+        );
+        self.send()?;
+        self.read_line()?;
+        let line = String::from_utf8_lossy(&self.line);
+        ensure!(
+            answer_id(&self.line) == Some(id)
+                && line.contains("\"isError\":true")
+                && line.contains(reason),
+            "{}: a call of {tool} with {arguments} was not refused with {reason:?}: {line}",
+            self.setup
+        );
+        Ok(())
+    }
+
     /// The process whose memory is reported: the relay or the proxy (or the fixture, direct).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -150,6 +205,7 @@ impl Endpoint {
     fn push_echo(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.echo_calls += 1;
         let _ = writeln!(
             self.request,
             "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"hello from the benchmark\",\"n\":{id}}}}}}}"
@@ -385,6 +441,8 @@ impl Watchdog {
                 let now = seen.load(Ordering::Relaxed);
                 if now == last {
                     eprintln!("bench: no progress for {ANSWER_TIMEOUT:?}; giving up");
+                    // Exiting runs no destructor: the store would outlive the run.
+                    crate::valkey::kill_all();
                     std::process::exit(1);
                 }
                 last = now;

@@ -10,6 +10,29 @@
 //! latency samples call by call and runs their throughput bursts one after the other, in an
 //! order that rotates, so a noisy neighbour hits all three alike. Ratios are taken within each
 //! round and their median reported.
+//!
+//! Options (after `--` of `cargo bench`, or given to `scripts/bench`):
+//!
+//! - `--quick`: the short run CI uses (3 rounds, small counts).
+//! - `--only latency,pipelined,large,single,micro` (any of them): run only those phases.
+//! - `--rounds N`, `--large-calls N` (large results per round and set-up), `--large-burst N`
+//!   (the fewest large results in one burst).
+//! - `--policy-variant NAME` (repeatable, or comma-separated; `all` for every one): more proxy
+//!   set-ups in the same rounds, each with another policy (see `variants.rs`), each reported with
+//!   its ratios to the relay like the standard proxy, and to the standard proxy itself:
+//!   `approval` (approval rules and channels on tools never called), `conditions` (a 50-rule
+//!   policy with argument conditions, some read by every call), `audit` (the audit log on),
+//!   `global` (the called tool's limit fleet-wide, in a `valkey-server` the benchmark starts from
+//!   `$MCP_POLICY_PROXY_VALKEY_BIN`, and kills at the end; skipped with a note without it). A
+//!   variant whose policy the proxy refuses (`--check`) is skipped with a note. By default a
+//!   measured run has none (only the standard policy); the smoke test has all of them. Each
+//!   variant adds about one proxy set-up's time to every round (`global` more: its pipelined
+//!   calls wait for the store); a quick run with all four and a baseline took 11 s.
+//!
+//! Environment: `MCP_POLICY_PROXY_BENCH_PROXY=/path/to/mcp-policy-proxy` measures another build
+//! in place of this one (the variants run it too); `MCP_POLICY_PROXY_BENCH_BASELINE=/path/to/it`
+//! adds another build as a set-up of its own, `baseline`, with the standard policy, for a
+//! before/after in the same rounds.
 
 // The report is the benchmark's output; stdout is not a protocol channel here.
 #![allow(clippy::print_stdout)]
@@ -17,7 +40,11 @@
 mod byte_relay;
 mod end_to_end;
 mod micro;
+mod report;
+mod valkey;
+mod variants;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,6 +52,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use end_to_end::{Endpoint, Programs, Setup, Watchdog};
+use report::{RELAY, added_us, median, report_end_to_end, report_micro};
+use variants::Variant;
 
 /// The realistic 50-rule policy the proxy runs with.
 pub fn policy_text() -> &'static str {
@@ -118,8 +147,17 @@ fn main() -> ExitCode {
     } else {
         SMOKE
     };
-    // For profiling some parts: `--only latency,pipelined,large,single,micro` (any of them), `--rounds N`,
-    // `--large-calls N` (per round and set-up), `--large-burst N` (the fewest results a burst).
+    // The options are described at the top of this file.
+    let variants = match variants::from_args(&args) {
+        Ok(Some(variants)) => variants,
+        // The smoke test runs every variant, so none can rot; a measurement only the standard.
+        Ok(None) if plan.name == SMOKE.name => Variant::ALL.to_vec(),
+        Ok(None) => Vec::new(),
+        Err(err) => {
+            eprintln!("bench: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -155,7 +193,7 @@ fn main() -> ExitCode {
             plan.rounds = 0;
         }
     }
-    match run(plan) {
+    match run(plan, &variants) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("bench: error: {err:#}");
@@ -176,14 +214,63 @@ struct Figures {
     peak_rss: u64,
 }
 
-fn run(plan: Plan) -> anyhow::Result<()> {
+/// What the variants' set-ups did besides their timings, over all rounds.
+#[derive(Debug, Default)]
+struct Extras {
+    /// Lines in the audit log, and the `tools/call` requests of the audit set-up.
+    audit_records: u64,
+    audit_calls: u64,
+    /// Calls of each command the store ran, and the `echo` calls of the global set-up (those its
+    /// fleet-wide limit governs).
+    store_commands: BTreeMap<String, u64>,
+    global_calls: u64,
+    /// Store decisions (scripts) and the microseconds the store spent in them, all phases.
+    store_scripts: (u64, u64),
+    /// Store decisions, and reads of requests by the store, in the pipelined bursts.
+    pipelined_scripts: u64,
+    pipelined_reads: u64,
+    /// Why variants did not run.
+    skipped: Vec<(Variant, String)>,
+    /// The store's address.
+    store: Option<String>,
+    /// The loopback round trip of a PING to the store, measured after each round.
+    store_ping: Vec<Duration>,
+}
+
+impl Extras {
+    /// Adds what the store did since its statistics were last reset, and resets them; `pipelined`
+    /// when that was the pipelined bursts.
+    fn absorb_store(
+        &mut self,
+        store: Option<&valkey::Valkey>,
+        pipelined: bool,
+    ) -> anyhow::Result<()> {
+        let Some(store) = store else {
+            return Ok(());
+        };
+        let stats = store.stats()?;
+        for (command, calls, _) in &stats.commands {
+            *self.store_commands.entry(command.clone()).or_default() += calls;
+        }
+        let (scripts, usec) = stats.scripts();
+        self.store_scripts.0 += scripts;
+        self.store_scripts.1 += usec;
+        if pipelined {
+            self.pipelined_scripts += scripts;
+            self.pipelined_reads += stats.reads;
+        }
+        store.reset_stats()
+    }
+}
+
+fn run(plan: Plan, variants: &[Variant]) -> anyhow::Result<()> {
     println!("mcp-policy-proxy benchmark, {} mode", plan.name);
     println!("{}", machine());
     println!();
 
     let dir = std::env::temp_dir().join(format!("mcp-policy-proxy-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("cannot create a temporary directory")?;
-    let programs = Programs {
+    let mut programs = Programs {
         fixture: PathBuf::from(env!("CARGO_BIN_EXE_mcp-fixture-server")),
         // Another build of the proxy can be measured in its place, for a before/after.
         proxy: std::env::var_os(PROXY_ENV).map_or_else(
@@ -193,16 +280,31 @@ fn run(plan: Plan) -> anyhow::Result<()> {
         baseline: std::env::var_os(BASELINE_ENV).map(PathBuf::from),
         relay: std::env::current_exe().context("cannot find the bench executable")?,
         policy: end_to_end::write_policy(&dir)?,
+        variants: Vec::new(),
     };
+    let prepared = if plan.rounds > 0 {
+        variants::prepare(variants, &programs.proxy, &dir)
+    } else {
+        variants::Prepared::default()
+    };
+    programs.variants = prepared.policies.clone();
     let mut setups = vec![Setup::Direct, Setup::Relay, Setup::Proxy];
     if programs.baseline.is_some() {
         setups.push(Setup::Baseline);
     }
-    let result = end_to_end(plan, &programs, &setups);
+    setups.extend(prepared.policies.iter().map(|&(v, _)| Setup::Variant(v)));
+    let mut extras = Extras {
+        skipped: prepared.skipped.clone(),
+        store: prepared.valkey.as_ref().map(valkey::Valkey::url),
+        ..Extras::default()
+    };
+    let result = end_to_end(plan, &programs, &setups, &prepared, &mut extras);
+    // The store is killed before the report, and whatever happened.
+    drop(prepared);
     let _ = std::fs::remove_dir_all(&dir);
     let rounds = result?;
     if !rounds.is_empty() {
-        report_end_to_end(plan, &rounds, &setups);
+        report_end_to_end(plan, &rounds, &setups, &extras);
         println!();
     }
     if plan.micro_samples > 0 {
@@ -211,10 +313,30 @@ fn run(plan: Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks, once per round and before anything is measured, that a variant's policy is in force:
+/// a call its policy refuses is refused.
+fn probe(endpoint: &mut Endpoint) -> anyhow::Result<()> {
+    match endpoint.setup {
+        Setup::Variant(Variant::Conditions) => endpoint.expect_refusal(
+            "echo",
+            r#"{"text":"unlink","n":1}"#,
+            "benchmark condition: a delete command",
+        ),
+        Setup::Variant(Variant::Approval) => endpoint.expect_refusal(
+            variants::APPROVAL_PROBE_TOOL,
+            "{}",
+            "the benchmark's approval probe",
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn end_to_end(
     plan: Plan,
     programs: &Programs,
     setups: &[Setup],
+    prepared: &variants::Prepared,
+    extras: &mut Extras,
 ) -> anyhow::Result<Vec<Vec<Figures>>> {
     let n = setups.len();
     let watchdog = Watchdog::start();
@@ -222,10 +344,17 @@ fn end_to_end(
     for round in 0..plan.rounds {
         // The order rotates, so no set-up is always first (or last) after a pause.
         let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
+        if let Some(store) = &prepared.valkey {
+            // Every round starts with an empty store: no round inherits the last one's windows.
+            store.reset()?;
+        }
         let mut endpoints = setups
             .iter()
             .map(|&setup| Endpoint::start(setup, programs))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        for endpoint in &mut endpoints {
+            probe(endpoint)?;
+        }
         let mut figures = vec![Figures::default(); n];
 
         let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); n];
@@ -255,6 +384,8 @@ fn end_to_end(
         // Throughput runs in bursts that alternate between the set-ups, so a slow stretch of
         // the machine lands on all of them; each set-up's figure is the median of its bursts.
         let mut calls_per_s: Vec<Vec<f64>> = vec![Vec::new(); n];
+        // The store's statistics of the pipelined bursts alone tell whether its round trips overlap.
+        extras.absorb_store(prepared.valkey.as_ref(), false)?;
         if plan.pipelined_calls > 0 {
             for &k in &order {
                 // A short unmeasured warm-up.
@@ -268,6 +399,7 @@ fn end_to_end(
                 }
             }
         }
+        extras.absorb_store(prepared.valkey.as_ref(), true)?;
         let mut mb_per_s: Vec<Vec<f64>> = vec![Vec::new(); n];
         if plan.large_calls > 0 {
             for &k in &order {
@@ -318,237 +450,41 @@ fn end_to_end(
             }
         }
         for endpoint in endpoints {
+            match endpoint.setup {
+                Setup::Variant(Variant::Audit) => extras.audit_calls += endpoint.calls(),
+                Setup::Variant(Variant::Global) => extras.global_calls += endpoint.echo_calls(),
+                _ => {}
+            }
             endpoint.finish()?;
         }
-        eprintln!(
-            "round {}/{}: added p50 latency relay {:.1} us, proxy {:.1} us; calls/s relay {:.0}, proxy {:.0}; MB/s relay {:.0}, proxy {:.0}",
+        // Read once the set-ups have exited: the audit log is flushed at exit.
+        if let Some(log) = &prepared.audit_log {
+            let text = std::fs::read(log).unwrap_or_default();
+            extras.audit_records += memchr::memchr_iter(b'\n', &text).count() as u64;
+            // Each round starts a new log, so a full run does not fill the disk.
+            let _ = std::fs::remove_file(log);
+        }
+        extras.absorb_store(prepared.valkey.as_ref(), false)?;
+        if let Some(store) = &prepared.valkey {
+            extras.store_ping.push(store.ping_round_trip(1000)?);
+        }
+        let mut line = format!(
+            "round {}/{}: added p50 us, calls/s, MB/s:",
             round + 1,
-            plan.rounds,
-            added_us(&figures, RELAY),
-            added_us(&figures, PROXY),
-            figures[RELAY].calls_per_s,
-            figures[PROXY].calls_per_s,
-            figures[RELAY].mb_per_s,
-            figures[PROXY].mb_per_s,
+            plan.rounds
         );
+        for (k, setup) in setups.iter().enumerate().skip(RELAY) {
+            line.push_str(&format!(
+                " {setup} {:.1}, {:.0}, {:.0};",
+                added_us(&figures, k),
+                figures[k].calls_per_s,
+                figures[k].mb_per_s,
+            ));
+        }
+        eprintln!("{}", line.trim_end_matches(';'));
         rounds.push(figures);
     }
     Ok(rounds)
-}
-
-const DIRECT: usize = 0;
-const RELAY: usize = 1;
-const PROXY: usize = 2;
-const BASELINE: usize = 3;
-
-/// p50 latency a set-up adds over the direct one, in microseconds.
-fn added_us(figures: &[Figures], k: usize) -> f64 {
-    us(figures[k].p50) - us(figures[DIRECT].p50)
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// The median over rounds of `f`, and its range.
-fn over_rounds(rounds: &[Vec<Figures>], f: impl Fn(&[Figures]) -> f64) -> (f64, f64, f64) {
-    let values: Vec<f64> = rounds.iter().map(|r| f(r)).collect();
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (median(values), min, max)
-}
-
-fn report_end_to_end(plan: Plan, rounds: &[Vec<Figures>], setups: &[Setup]) {
-    let largest = plan.large_bytes as f64 / MIB as f64;
-    let baseline = setups.len() > BASELINE;
-    println!(
-        "end to end, median of {} round(s); fast fixture server over pipes; the proxy runs a 50-rule policy",
-        rounds.len()
-    );
-    if baseline {
-        println!("baseline: the build in ${BASELINE_ENV}, measured in the same rounds");
-    }
-    let mut header = format!("{:<44}", "");
-    for setup in setups {
-        header.push_str(&format!(" {:>10}", setup.name()));
-    }
-    header.push_str(&format!(" {:>14}", "proxy / relay"));
-    if baseline {
-        header.push_str(&format!(" {:>17}", "baseline / relay"));
-    }
-    println!("{header}");
-    let row = |label: &str, f: &dyn Fn(&Figures) -> f64, digits: usize| {
-        let mut line = format!("{label:<44}");
-        for k in 0..setups.len() {
-            let (m, _, _) = over_rounds(rounds, |r| f(&r[k]));
-            line.push_str(&format!(" {m:>10.digits$}"));
-        }
-        let (ratio, _, _) = over_rounds(rounds, |r| f(&r[PROXY]) / f(&r[RELAY]));
-        line.push_str(&format!(" {ratio:>14.2}"));
-        if baseline {
-            let (ratio, _, _) = over_rounds(rounds, |r| f(&r[BASELINE]) / f(&r[RELAY]));
-            line.push_str(&format!(" {ratio:>17.2}"));
-        }
-        println!("{line}");
-    };
-    row(
-        &format!(
-            "latency p50, sequential calls (us) [{}]",
-            plan.latency_calls
-        ),
-        &|f| us(f.p50),
-        1,
-    );
-    row("latency p99 (us)", &|f| us(f.p99), 1);
-    row(
-        &format!("pipelined calls/s, {} in flight", plan.window),
-        &|f| f.calls_per_s,
-        0,
-    );
-    row(
-        &format!(
-            "{largest:.2} MiB results, MB/s ({} in flight)",
-            plan.large_window
-        ),
-        &|f| f.mb_per_s,
-        0,
-    );
-    row(
-        &format!("{largest:.2} MiB results, MB/s (one at a time)"),
-        &|f| f.single_mb_per_s,
-        0,
-    );
-    row(
-        "peak RSS (MiB, VmHWM; direct: the server)",
-        &|f| f.peak_rss as f64 / MIB as f64,
-        1,
-    );
-
-    println!();
-    if plan.rounds == SMOKE.rounds && plan.large_bytes == SMOKE.large_bytes {
-        println!("targets: not judged in a smoke test (debug build, tiny counts)");
-        return;
-    }
-    println!("targets (ratios taken within each round; median [min - max] over rounds):");
-    let builds: &[(usize, &str)] = if baseline {
-        &[(PROXY, "proxy"), (BASELINE, "baseline")]
-    } else {
-        &[(PROXY, "proxy")]
-    };
-    for &(k, name) in builds {
-        let (relay_added, _, _) = over_rounds(rounds, |r| added_us(r, RELAY));
-        let (added, _, _) = over_rounds(rounds, |r| added_us(r, k));
-        target(
-            &format!(
-                "added p50 latency: relay {relay_added:.1} us, {name} {added:.1} us; {name} / relay"
-            ),
-            over_rounds(rounds, |r| added_us(r, k) / added_us(r, RELAY)),
-            "<=",
-            1.25,
-        );
-        target(
-            &format!("pipelined calls/s, {name} / relay"),
-            over_rounds(rounds, |r| r[k].calls_per_s / r[RELAY].calls_per_s),
-            ">=",
-            0.9,
-        );
-        target(
-            &format!("large results MB/s, {name} / relay"),
-            over_rounds(rounds, |r| r[k].mb_per_s / r[RELAY].mb_per_s),
-            ">=",
-            0.9,
-        );
-        if plan.single_calls > 0 {
-            let (m, lo, hi) =
-                over_rounds(rounds, |r| r[k].single_mb_per_s / r[RELAY].single_mb_per_s);
-            println!(
-                "  {:<66} {m:>7.2} [{lo:.2} - {hi:.2}] (reported; see the README on store-and-forward)",
-                format!("large results one at a time, {name} / relay")
-            );
-        }
-        // The largest message is the `big` answer line: its text plus about 90 bytes of envelope.
-        let budget = 3.0 * largest + 16.0;
-        let worst_rss = rounds
-            .iter()
-            .map(|r| r[k].peak_rss as f64 / MIB as f64)
-            .fold(0.0, f64::max);
-        println!(
-            "  {:<66} {:>7.1} MiB (target <= 3 x {largest:.0} MiB + 16 MiB = {budget:.0} MiB: {})",
-            format!("{name} peak RSS, worst round"),
-            worst_rss,
-            verdict(worst_rss <= budget)
-        );
-    }
-}
-
-fn target(label: &str, (median, min, max): (f64, f64, f64), op: &str, limit: f64) {
-    let met = if op == "<=" {
-        median <= limit
-    } else {
-        median >= limit
-    };
-    println!(
-        "  {label:<66} {median:>7.2} [{min:.2} - {max:.2}] (target {op} {limit}: {})",
-        verdict(met)
-    );
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "NOT met" }
-}
-
-fn report_micro(plan: Plan) {
-    let samples = plan.micro_samples;
-    let iterations = plan.micro_iterations;
-    println!(
-        "policy evaluation alone (Policy::evaluate, median of {samples} samples; the deciding rule is a glob second from the end):"
-    );
-    for rules in [10, 100, 1000] {
-        let (first_sight, repeated) = micro::policy_evaluation(rules, samples, iterations);
-        let ns = first_sight.as_secs_f64() * 1e9;
-        let note = if rules == 1000 {
-            format!(" (target <= 2000 ns: {})", verdict(ns <= 2000.0))
-        } else {
-            String::new()
-        };
-        println!(
-            "  {rules:>5} rules: {ns:>8.0} ns per decision for a new tool name, {:>5.0} ns for one already judged{note}",
-            repeated.as_secs_f64() * 1e9
-        );
-    }
-    println!();
-    println!(
-        "forwarding the original bytes after strict validation vs. parsing into serde_json::Value and re-serializing:"
-    );
-    let call = micro::TYPICAL_CALL;
-    let strict = micro::median(samples, iterations, || micro::strict(call));
-    let tree = micro::median(samples, iterations, || micro::tree_round_trip(call));
-    println!(
-        "  typical tools/call line ({} bytes): strict {:.0} ns, serde_json round trip {:.0} ns ({:.1}x)",
-        call.len(),
-        strict.as_secs_f64() * 1e9,
-        tree.as_secs_f64() * 1e9,
-        tree.as_secs_f64() / strict.as_secs_f64()
-    );
-    let line = micro::result_line(plan.large_bytes);
-    let large_samples = (samples / 5).max(3);
-    let strict = micro::median(large_samples, 1, || micro::strict(&line));
-    let tree = micro::median(large_samples, 1, || micro::tree_round_trip(&line));
-    let mbps = |d: Duration| line.len() as f64 / 1e6 / d.as_secs_f64();
-    println!(
-        "  {:.2} MiB result line: strict {:.2} ms ({:.0} MB/s), serde_json round trip {:.2} ms ({:.0} MB/s) ({:.1}x)",
-        line.len() as f64 / MIB as f64,
-        strict.as_secs_f64() * 1e3,
-        mbps(strict),
-        tree.as_secs_f64() * 1e3,
-        mbps(tree),
-        tree.as_secs_f64() / strict.as_secs_f64()
-    );
 }
 
 /// The machine, as the README records it.

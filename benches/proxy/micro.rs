@@ -128,3 +128,67 @@ pub fn tree_round_trip(line: &[u8]) {
     let out = serde_json::to_vec(&value).expect("a Value serializes");
     black_box(out);
 }
+
+/// The `arguments` of [`TYPICAL_CALL`], as the proxy hands them to the policy.
+pub const TYPICAL_ARGUMENTS: &[u8] = br#"{"command":"HGETALL","args":["user:1234:profile"]}"#;
+
+/// The `arguments` of the end-to-end `echo` calls (see `end_to_end`).
+pub const ECHO_ARGUMENTS: &[u8] = br#"{"text":"hello from the benchmark","n":4242}"#;
+
+/// Two rules inserted before the `valkey_read` rule of the standard policy: conditions that read
+/// the typical call's arguments and do not hold for it, so both are judged on every call.
+const READ_CONDITIONS: &str = r#"[[rules]]
+name = "no deletes"
+tool = "valkey_read"
+action = "deny"
+reason = "deleting keys needs an operator"
+when = [ { arg = "command", in = ["DEL", "UNLINK", "FLUSHDB", "FLUSHALL"], ignore_case = true } ]
+
+[[rules]]
+name = "no production keys"
+tool = "valkey_read"
+action = "deny"
+reason = "production keys are off limits"
+when = [ { arg = "args[*]", glob = "prod:*", ignore_case = true } ]
+
+"#;
+
+/// The standard policy with [`READ_CONDITIONS`] before its `valkey_read` rule.
+pub fn policy_with_read_conditions() -> String {
+    const READ_RULE: &str = "[[rules]]\ntool = \"valkey_read\"\n";
+    let standard = crate::policy_text();
+    assert_eq!(
+        standard.matches(READ_RULE).count(),
+        1,
+        "policy.toml changed"
+    );
+    standard.replace(READ_RULE, &format!("{READ_CONDITIONS}{READ_RULE}"))
+}
+
+/// Median time of one `Policy::evaluate` (and `admit`) of a call of `tool` with `arguments` under
+/// `policy_text`, for a tool the session has judged before (the common case). The call must be
+/// allowed.
+pub fn decision_with_arguments(
+    policy_text: &str,
+    tool: &str,
+    arguments: &[u8],
+    samples: usize,
+    iterations: usize,
+) -> Duration {
+    let config = Config::parse(policy_text).expect("the policy is valid");
+    let policy = Policy::new(&config).expect("the policy compiles");
+    let mut state = policy.new_state();
+    let now = Instant::now();
+    let call = |arguments| Call {
+        tool,
+        arguments: Some(arguments),
+        tool_info: None,
+    };
+    let decision = policy.evaluate(&call(arguments), &mut state, now);
+    assert!(decision.is_allowed(), "{tool} {arguments:?}: {decision:?}");
+    median(samples, iterations, || {
+        let decision = policy.evaluate(&call(black_box(arguments)), &mut state, now);
+        policy.admit(&decision, &mut state, now);
+        black_box(decision.is_allowed());
+    })
+}

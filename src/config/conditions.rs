@@ -180,12 +180,12 @@ impl Checker<'_> {
             );
             return None;
         }
-        Some(Cond::Test(Box::new(Test {
+        Some(Cond::Test(Box::new(Test::new(
             path,
             op,
             ignore_case,
             every,
-        })))
+        ))))
     }
 
     fn operator(

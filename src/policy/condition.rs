@@ -261,14 +261,7 @@ impl Test {
         let kind = json::kind(value);
         let text = || -> Result<Cow<'_, str>, String> {
             match kind {
-                Kind::String => {
-                    let s = json::as_str(value).unwrap_or_default();
-                    Ok(if self.ignore_case {
-                        Cow::Owned(s.to_uppercase())
-                    } else {
-                        s
-                    })
-                }
+                Kind::String => Ok(self.fold(json::as_str(value).unwrap_or_default())),
                 _ => Err(format!(
                     "`{}` is {} but the condition compares text",
                     self.path.text,
@@ -289,17 +282,22 @@ impl Test {
                 )),
             }
         };
+        // Text is decoded and folded once, whatever the number of literals.
+        let folded =
+            (kind == Kind::String).then(|| self.fold(json::as_str(value).unwrap_or_default()));
+        let equals = |literal: &Literal| match (&folded, literal) {
+            (Some(text), Literal::Str(s)) => text.as_ref() == s,
+            (Some(_), _) => false,
+            (None, literal) => equals_scalar(value, kind, literal),
+        };
         match &self.op {
-            Op::Eq(literal) => Ok(self.equals(value, kind, literal)),
-            Op::Ne(literal) => Ok(!self.equals(value, kind, literal)),
-            Op::In(literals) => Ok(literals.iter().any(|l| self.equals(value, kind, l))),
-            Op::NotIn(literals) => Ok(!literals.iter().any(|l| self.equals(value, kind, l))),
+            Op::Eq(literal) => Ok(equals(literal)),
+            Op::Ne(literal) => Ok(!equals(literal)),
+            Op::In(literals) => Ok(literals.iter().any(equals)),
+            Op::NotIn(literals) => Ok(!literals.iter().any(equals)),
             Op::Glob(matcher, _) => Ok(matcher.is_match(text()?.as_ref())),
             Op::Regex(regex) => Ok(regex.is_match(&text()?)),
-            Op::Prefix(prefix) => {
-                let prefix = self.fold(prefix);
-                Ok(text()?.starts_with(prefix.as_ref()))
-            }
+            Op::Prefix(prefix) => Ok(text()?.starts_with(prefix.as_str())),
             Op::Lt(x) => Ok(number()? < *x),
             Op::Le(x) => Ok(number()? <= *x),
             Op::Gt(x) => Ok(number()? > *x),
@@ -308,26 +306,48 @@ impl Test {
         }
     }
 
-    fn fold<'s>(&self, s: &'s str) -> Cow<'s, str> {
-        if self.ignore_case {
-            Cow::Owned(s.to_uppercase())
+    /// `s` as `ignore_case` compares it: upper-cased with the full Unicode mappings, without
+    /// an allocation when it is already upper-case ASCII.
+    fn fold<'s>(&self, s: Cow<'s, str>) -> Cow<'s, str> {
+        if !self.ignore_case || (s.is_ascii() && !s.bytes().any(|b| b.is_ascii_lowercase())) {
+            s
         } else {
-            Cow::Borrowed(s)
+            Cow::Owned(s.to_uppercase())
         }
     }
 
-    /// Whether a JSON value equals a literal: strings as decoded text (folded with
-    /// `ignore_case`), numbers by value, booleans as themselves; values of other types differ.
-    fn equals(&self, value: &[u8], kind: Kind, literal: &Literal) -> bool {
-        match (kind, literal) {
-            (Kind::String, Literal::Str(s)) => {
-                json::as_str(value).is_some_and(|v| self.fold(&v) == self.fold(s))
-            }
-            (Kind::Number, Literal::Int(n)) => number_equals(value, *n as f64, Some(*n)),
-            (Kind::Number, Literal::Float(x)) => number_equals(value, *x, None),
-            (Kind::Bool, Literal::Bool(b)) => value.trim_ascii().starts_with(b"t") == *b,
-            _ => false,
+    /// A test whose literals are folded once, here, when it ignores case.
+    pub fn new(path: ArgPath, op: Op, ignore_case: bool, every: bool) -> Test {
+        let fold = |s: String| if ignore_case { s.to_uppercase() } else { s };
+        let fold_literal = |l: Literal| match l {
+            Literal::Str(s) => Literal::Str(fold(s)),
+            other => other,
+        };
+        let op = match op {
+            Op::Eq(l) => Op::Eq(fold_literal(l)),
+            Op::Ne(l) => Op::Ne(fold_literal(l)),
+            Op::In(ls) => Op::In(ls.into_iter().map(fold_literal).collect()),
+            Op::NotIn(ls) => Op::NotIn(ls.into_iter().map(fold_literal).collect()),
+            Op::Prefix(p) => Op::Prefix(fold(p)),
+            other => other,
+        };
+        Test {
+            path,
+            op,
+            ignore_case,
+            every,
         }
+    }
+}
+
+/// Whether a non-string JSON value equals a literal: numbers by value, booleans as themselves;
+/// values of other types differ.
+fn equals_scalar(value: &[u8], kind: Kind, literal: &Literal) -> bool {
+    match (kind, literal) {
+        (Kind::Number, Literal::Int(n)) => number_equals(value, *n as f64, Some(*n)),
+        (Kind::Number, Literal::Float(x)) => number_equals(value, *x, None),
+        (Kind::Bool, Literal::Bool(b)) => value.trim_ascii().starts_with(b"t") == *b,
+        _ => false,
     }
 }
 
@@ -409,25 +429,39 @@ fn child_schema<'s>(schema: &'s [u8], member: Option<&str>) -> Option<&'s [u8]> 
     })
 }
 
-/// Refuses a value whose type the schema does not declare at this place.
-fn check_type(value: &[u8], schema: Option<&[u8]>, place: &str) -> Result<(), String> {
+/// Whether a schema declares any type the proxy can read.
+fn declares_types(schema: &[u8]) -> bool {
+    json::get(schema, "type").is_some() || !declared_types(schema).is_empty()
+}
+
+/// Refuses a value whose type the schema does not declare at this place. Allocates nothing
+/// unless it refuses, and only for a union schema (`anyOf`) does it list the types.
+fn check_type(
+    value: &[u8],
+    schema: Option<&[u8]>,
+    place: impl FnOnce() -> String,
+) -> Result<(), String> {
     let Some(schema) = schema else {
         return Ok(());
     };
-    let declared = declared_types(schema);
-    if declared.is_empty() {
+    let actual = type_name(value);
+    let fits = |t: &str| t == actual || (t == "number" && actual == "integer");
+    // The common case, a single `"type": "..."`, is checked without collecting anything.
+    if let Some(t) = json::get(schema, "type")
+        && json::kind(t) == Kind::String
+        && let Some(t) = json::as_str(t)
+        && fits(&t)
+    {
         return Ok(());
     }
-    let actual = type_name(value);
-    let accepted = declared
-        .iter()
-        .any(|t| t == actual || (t == "number" && actual == "integer"));
-    if accepted {
+    let declared = declared_types(schema);
+    if declared.is_empty() || declared.iter().any(|t| fits(t)) {
         return Ok(());
     }
     Err(format!(
-        "`{place}` is {} but the tool's inputSchema declares {}; the server would convert it, \
+        "`{}` is {} but the tool's inputSchema declares {}; the server would convert it, \
          so the proxy cannot judge what would run. Send it as {}",
+        place(),
         with_article(actual),
         declared.join(" or "),
         with_article(&declared[0]),
@@ -448,14 +482,15 @@ fn values_at<'a>(
     arguments: &'a [u8],
     schema: Option<&[u8]>,
     path: &ArgPath,
-) -> Result<Vec<(&'a [u8], String)>, String> {
-    // Each value reached so far, with its schema and its place (for messages).
-    type Reached<'v, 's> = (&'v [u8], Option<&'s [u8]>, String);
-    let mut current: Vec<Reached<'a, '_>> = vec![(arguments, schema, "arguments".to_owned())];
-    for segment in &path.segments {
-        let mut next = Vec::new();
-        for (value, schema, place) in current {
-            check_type(value, schema, &place)?;
+) -> Result<Vec<(&'a [u8], usize)>, String> {
+    // Each value reached so far, with its schema. Its place, for messages, is the path up to the
+    // segment being walked, written only when a message needs it.
+    let place = |depth: usize| place_of(path, depth);
+    let mut current: Vec<(&'a [u8], Option<&[u8]>)> = vec![(arguments, schema)];
+    for (depth, segment) in path.segments.iter().enumerate() {
+        let mut next = Vec::with_capacity(current.len());
+        for (value, schema) in current {
+            check_type(value, schema, || place(depth))?;
             let kind = json::kind(value);
             let wanted = match segment {
                 Segment::Member(_) => Kind::Object,
@@ -471,8 +506,9 @@ fn values_at<'a>(
                     "an array"
                 };
                 return Err(format!(
-                    "`{place}` is {} where the condition on `{}` needs {what}; the proxy cannot \
+                    "`{}` is {} where the condition on `{}` needs {what}; the proxy cannot \
                      judge what the server would make of it",
+                    place(depth),
                     kind_name(kind),
                     path.text
                 ));
@@ -481,30 +517,30 @@ fn values_at<'a>(
                 Segment::Member(key) => {
                     if let Some(child) = json::get(value, key) {
                         let child_schema = schema.and_then(|s| child_schema(s, Some(key)));
-                        next.push((child, child_schema, format!("{place}.{key}")));
+                        next.push((child, child_schema));
                     }
                 }
                 Segment::Index(i) => {
                     if let Some(child) = json::elements(value).nth(*i) {
                         let child_schema = schema.and_then(|s| child_schema(s, None));
-                        next.push((child, child_schema, format!("{place}[{i}]")));
+                        next.push((child, child_schema));
                     }
                 }
                 Segment::Each => {
                     let child_schema = schema.and_then(|s| child_schema(s, None));
-                    for (i, child) in json::elements(value).enumerate() {
-                        next.push((child, child_schema, format!("{place}[{i}]")));
+                    for child in json::elements(value) {
+                        next.push((child, child_schema));
                     }
                 }
             }
         }
         current = next;
     }
+    let depth = path.segments.len();
     let mut values = Vec::with_capacity(current.len());
-    for (value, schema, place) in current {
-        check_type(value, schema, &place)?;
-        if schema.is_none_or(|s| declared_types(s).is_empty()) && json::kind(value) == Kind::String
-        {
+    for (value, schema) in current {
+        check_type(value, schema, || place(depth))?;
+        if schema.is_none_or(|s| !declares_types(s)) && json::kind(value) == Kind::String {
             // With no declared type, a string that holds a JSON array or object may be decoded by
             // the server into one.
             let decoded = json::as_str(value).unwrap_or_default();
@@ -513,8 +549,9 @@ fn values_at<'a>(
                 && serde_json::from_str::<serde_json::Value>(&decoded).is_ok()
             {
                 return Err(format!(
-                    "`{place}` is a string holding JSON, which the server may decode into {}; the \
+                    "`{}` is a string holding JSON, which the server may decode into {}; the \
                      proxy cannot judge it. Send the value itself, not JSON text",
+                    place(depth),
                     if inner.starts_with('[') {
                         "an array"
                     } else {
@@ -523,9 +560,25 @@ fn values_at<'a>(
                 ));
             }
         }
-        values.push((value, place));
+        values.push((value, depth));
     }
     Ok(values)
+}
+
+/// How a message names the place `depth` segments into `path`: `arguments.args[*]`.
+fn place_of(path: &ArgPath, depth: usize) -> String {
+    let mut place = "arguments".to_owned();
+    for segment in &path.segments[..depth] {
+        match segment {
+            Segment::Member(key) => {
+                place.push('.');
+                place.push_str(key);
+            }
+            Segment::Index(i) => place.push_str(&format!("[{i}]")),
+            Segment::Each => place.push_str("[*]"),
+        }
+    }
+    place
 }
 
 /// Parses a path: `command`, `a.b`, `args[0]`, `args[*]`, `a["odd key"]`.

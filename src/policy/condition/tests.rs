@@ -7,12 +7,12 @@ use super::*;
 const WRITE_SCHEMA: &str = r#"{"properties": {"command": {"title": "Command", "type": "string"}, "args": {"anyOf": [{"items": {"type": "string"}, "type": "array"}, {"type": "null"}], "default": null, "title": "Args"}}, "required": ["command"], "type": "object"}"#;
 
 fn test(path: &str, op: Op, ignore_case: bool, every: bool) -> Cond {
-    Cond::Test(Box::new(Test {
-        path: parse_path(path).unwrap(),
+    Cond::Test(Box::new(Test::new(
+        parse_path(path).unwrap(),
         op,
         ignore_case,
         every,
-    }))
+    )))
 }
 
 fn strs(items: &[&str]) -> Vec<Literal> {

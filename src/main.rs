@@ -10,7 +10,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // stderr is the log channel; stdout belongs to the protocol.
-            eprintln!("mcp-policy-proxy: error: {err:#}");
+            let mut message = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("mcp-policy-proxy: error: {message}");
             ExitCode::from(err.exit_code())
         }
     }

@@ -17,8 +17,9 @@ pub struct Record {
     pub tool: String,
     /// `allow`, `deny`, `default_deny`, `rate_limited`, `unjudgeable_arguments`,
     /// `tool_changed`, `shadow_deny`, `approved`, `approved_for_session`, `granted` (a session
-    /// grant covered the call), `approval_denied`, `approval_timeout`, `approval_unavailable`,
-    /// `approval_withdrawn` (the client cancelled the call while it waited).
+    /// grant covered the call), `approval_requested` (a 2026-07-28 question), `approval_denied`,
+    /// `approval_timeout`, `approval_unavailable`, `approval_withdrawn` (the client cancelled
+    /// the call while it waited), `limit_unavailable`.
     pub decision: String,
     /// The deciding rule: its name, else `rule N (pattern)`; absent when no rule decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,12 +42,14 @@ pub struct ApprovalRecord {
     /// `elicitation` or `command`; absent when no channel answered (a time-out, no channel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    /// `approve_once`, `approve_for_session`, `deny`, `timeout`, `unavailable`, `withdrawn`.
+    /// `approve_once`, `approve_for_session`, `deny`, `unclear` (no clear answer: an error, a
+    /// malformed answer, a failed command), `timeout`, `unavailable`, `withdrawn`, `asked` (a
+    /// 2026-07-28 question sent with the result).
     pub outcome: String,
     /// The person's note, if they left one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// Who answered, when the channel says (`"by"` in an approval command's answer).
+    /// Who answered, as far as the proxy knows: the approval command's program.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
     /// The approval code the person was shown.

@@ -47,7 +47,7 @@ pub fn text(tool: &str, explanation: &Explanation) -> String {
                 "shadow rule: would decide {} (only logged; the next rules decide)",
                 decision.kind()
             ),
-            Step::Decided(decision) => format!("DECIDES: {}", decision.kind()),
+            Step::Decided(decision) => format!("DECIDES: {}", verdict(decision)),
             Step::NotReached => continue,
         };
         let _ = writeln!(out, "  {}: {why}", rule.label());
@@ -60,6 +60,21 @@ pub fn text(tool: &str, explanation: &Explanation) -> String {
         }
         Decision::Allow { rule: Some(rule) } => {
             let _ = writeln!(out, "  allowed by {}", rule.label());
+        }
+        Decision::StoreCheck { rule } => {
+            let _ = writeln!(
+                out,
+                "  allowed by {} while the fleet-wide count in the store is under its limit",
+                rule.label()
+            );
+        }
+        Decision::ApprovalRequired { rule } => {
+            let _ = writeln!(
+                out,
+                "  held for a person's approval under {} (on every channel [approval] allows \
+                 and the client supports); refused as approval_unavailable where there is none",
+                rule.label()
+            );
         }
         refused => {
             let _ = writeln!(
@@ -75,6 +90,7 @@ pub fn text(tool: &str, explanation: &Explanation) -> String {
 fn verdict(decision: &Decision) -> &'static str {
     match decision {
         Decision::ApprovalRequired { .. } => "require_approval",
+        Decision::StoreCheck { .. } => "allow_if_the_store_admits",
         other => other.kind(),
     }
 }
@@ -90,7 +106,7 @@ pub fn to_json(tool: &str, explanation: &Explanation) -> Value {
                 Step::PatternMismatch => ("pattern_mismatch", Value::Null),
                 Step::NotInClass(class) => ("not_in_class", json!(class)),
                 Step::ConditionFalse(cond) => ("condition_false", json!(cond)),
-                Step::Shadow(decision) => ("shadow", json!(decision.kind())),
+                Step::Shadow(decision) => ("shadow", json!(verdict(decision))),
                 Step::Decided(decision) => ("decided", json!(verdict(decision))),
                 Step::NotReached => unreachable!("filtered"),
             };

@@ -122,6 +122,9 @@ pub fn refusal_facts(tool: &str, decision: &Decision) -> Value {
     if let Some(name) = rule.and_then(|r| r.name.as_deref()) {
         facts["ruleName"] = json!(name);
     }
+    if let Decision::Unjudgeable { reason, .. } = decision {
+        facts["problem"] = json!(reason);
+    }
     if let Decision::RateLimited { retry_after, .. } = decision {
         facts["retryAfterMs"] = json!(ceil_ms(*retry_after));
     }

@@ -71,6 +71,8 @@ impl Reloader {
                 "[pinning] file",
                 config.pinning.file == self.running.pinning.file,
             ),
+            ("[store]", config.store == self.running.store),
+            ("[audit]", config.audit == self.running.audit),
         ] {
             if !same {
                 warn!(
@@ -83,7 +85,19 @@ impl Reloader {
             "{why}: reloaded the policy from {}",
             self.path.display()
         );
-        self.running = config.clone();
+        // What needs a restart stays as it runs, so a later reload still says so.
+        let running = std::mem::take(&mut self.running);
+        self.running = Config {
+            server: running.server,
+            limits: running.limits,
+            store: running.store,
+            audit: running.audit,
+            pinning: crate::config::Pinning {
+                file: running.pinning.file,
+                ..config.pinning.clone()
+            },
+            ..config.clone()
+        };
         Some(Update { policy, config })
     }
 }

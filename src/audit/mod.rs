@@ -46,6 +46,31 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// The default `keep`.
 pub const DEFAULT_KEEP: u32 = 5;
 
+/// A decision as the session hands it over: what it has at hand, cheap to gather (shared
+/// rules and session name, a static decision name). The writer thread turns it into a
+/// [`Record`]: names the rule, formats the time, digests the arguments.
+#[derive(Debug)]
+pub struct Pending {
+    pub at: SystemTime,
+    pub session: Arc<str>,
+    pub id: Option<crate::message::RequestId>,
+    pub tool: Box<str>,
+    pub decision: &'static str,
+    pub rule: Option<Arc<crate::policy::Rule>>,
+    /// The reason, when it is not the rule's own.
+    pub reason: Option<String>,
+    pub arguments: Option<Vec<u8>>,
+    pub approval: Option<ApprovalRecord>,
+}
+
+/// How the audit log names a rule: its name, else its number and pattern.
+pub fn rule_name(rule: &crate::policy::Rule) -> String {
+    match &rule.name {
+        Some(name) => name.clone(),
+        None => format!("rule {} ({})", rule.number, rule.pattern),
+    }
+}
+
 /// What the session holds to write records: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct AuditHandle {
@@ -63,34 +88,14 @@ impl std::fmt::Debug for AuditHandle {
 }
 
 impl AuditHandle {
-    /// Queues a record for the writer thread, which fills in its time (`at`), the digest of
-    /// `arguments` and, if asked for, the arguments themselves.
-    pub fn record(&self, record: Record, at: SystemTime, arguments: Option<&[u8]>) {
-        self.queue.push(writer::Message::Record {
-            record: Box::new(record),
-            at,
-            arguments: arguments.map(<[u8]>::to_vec),
-        });
+    /// Queues a decision for the writer thread, which makes the [`Record`] of it.
+    pub fn record(&self, entry: Pending) {
+        self.queue.push(writer::Message::Record(Box::new(entry)));
     }
 
     /// Whether calls must be refused now: the log is required and cannot be written.
     pub fn refusing(&self) -> bool {
         self.settings.required && !self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// The arguments as the record shows them: `None` unless `include_arguments`, with the
-    /// `redact` paths replaced.
-    pub fn shown_arguments(&self, arguments: Option<&[u8]>) -> Option<Value> {
-        if !self.settings.include_arguments {
-            return None;
-        }
-        let mut value: Value = arguments
-            .and_then(|raw| serde_json::from_slice(raw).ok())
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        for path in &self.settings.redact {
-            redact(&mut value, &path.segments);
-        }
-        Some(value)
     }
 }
 

@@ -3,27 +3,23 @@
 use std::time::SystemTime;
 
 use super::Session;
-use crate::audit::{ApprovalRecord, Record};
+use std::sync::Arc;
+
+use crate::audit::{ApprovalRecord, Pending};
 use crate::message::RequestId;
 use crate::policy::{Decision, Rule};
 
-/// How the audit log names a rule: its name, else its number and pattern.
-pub(super) fn rule_name(rule: &Rule) -> String {
-    match &rule.name {
-        Some(name) => name.clone(),
-        None => format!("rule {} ({})", rule.number, rule.pattern),
-    }
-}
-
 impl Session {
-    /// Records a decision, if there is an audit log. Costs nothing without one.
+    /// Records a decision, if there is an audit log. Costs nothing without one, and with one
+    /// little more than copying the tool's name and the arguments: the writer thread does the
+    /// rest.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn audit(
         &self,
         id: Option<&RequestId>,
         tool: &str,
-        decision: &str,
-        rule: Option<&Rule>,
+        decision: &'static str,
+        rule: Option<&Arc<Rule>>,
         reason: Option<&str>,
         arguments: Option<&[u8]>,
         approval: Option<ApprovalRecord>,
@@ -31,24 +27,17 @@ impl Session {
         let Some(audit) = &self.settings.audit else {
             return;
         };
-        audit.record(
-            Record {
-                time: String::new(),
-                session: self.settings.session_id.clone(),
-                id: id.map(|id| String::from_utf8_lossy(&id.to_json()).into_owned()),
-                tool: tool.to_owned(),
-                decision: decision.to_owned(),
-                rule: rule.map(rule_name),
-                reason: reason
-                    .map(str::to_owned)
-                    .or_else(|| rule.and_then(|r| r.reason.clone())),
-                args_sha256: String::new(),
-                arguments: None,
-                approval,
-            },
-            SystemTime::now(),
-            arguments,
-        );
+        audit.record(Pending {
+            at: SystemTime::now(),
+            session: self.session_tag.clone(),
+            id: id.cloned(),
+            tool: tool.into(),
+            decision,
+            rule: rule.cloned(),
+            reason: reason.map(str::to_owned),
+            arguments: arguments.map(<[u8]>::to_vec),
+            approval,
+        });
     }
 
     /// Records a policy decision.
@@ -70,7 +59,7 @@ impl Session {
             id,
             tool,
             decision.kind(),
-            decision.rule().map(|r| &**r),
+            decision.rule(),
             reason,
             arguments,
             None,

@@ -88,6 +88,8 @@ pub struct Session {
     next_job: u64,
     /// `tools/call` notifications waiting for the store.
     fleet_notifications: Vec<fleet::StoreHeld>,
+    /// The session's id, shared by its audit records.
+    session_tag: Arc<str>,
     /// The child can take no more input; requests are answered here instead.
     child_gone: bool,
 }
@@ -105,6 +107,7 @@ impl Session {
     }
 
     pub fn with_settings(policy: Policy, settings: Settings) -> Session {
+        let session_tag: Arc<str> = settings.session_id.as_str().into();
         let state = policy.new_state();
         let key = fresh_key().unwrap_or_else(|err| {
             warn!("cannot read /dev/urandom ({err}); approval states use a weaker key");
@@ -123,6 +126,7 @@ impl Session {
             sealer: Sealer::new(key, Instant::now()),
             next_job: u64::from_le_bytes(key[8..16].try_into().expect("8 bytes")) >> 16,
             fleet_notifications: Vec::new(),
+            session_tag,
             child_gone: false,
         }
     }

@@ -228,29 +228,28 @@ impl Test {
     }
 
     fn holds(&self, arguments: Option<&[u8]>, schema: Option<&[u8]>) -> Holds {
-        let values = match arguments {
-            None => Vec::new(),
-            Some(arguments) => match values_at(arguments, schema, &self.path) {
-                Ok(values) => values,
-                Err(why) => return Holds::Unjudgeable(why),
-            },
-        };
-        if let Op::Exists(wanted) = self.op {
-            return Holds::from_bool(values.is_empty() != wanted);
-        }
-        if values.is_empty() {
-            return Holds::from_bool(self.op.holds_when_missing());
-        }
-        let mut passed = 0;
-        for (value, _) in &values {
-            match self.test_value(value) {
-                Ok(true) => passed += 1,
-                Ok(false) => {}
-                Err(why) => return Holds::Unjudgeable(why),
+        let (mut found, mut passed) = (0usize, 0usize);
+        if let Some(arguments) = arguments {
+            let exists = matches!(self.op, Op::Exists(_));
+            let mut visit = |value: &[u8]| -> Result<(), String> {
+                found += 1;
+                if !exists && self.test_value(value)? {
+                    passed += 1;
+                }
+                Ok(())
+            };
+            if let Err(why) = walk(arguments, schema, &self.path, 0, &mut visit) {
+                return Holds::Unjudgeable(why);
             }
         }
+        if let Op::Exists(wanted) = self.op {
+            return Holds::from_bool((found > 0) == wanted);
+        }
+        if found == 0 {
+            return Holds::from_bool(self.op.holds_when_missing());
+        }
         Holds::from_bool(if self.every {
-            passed == values.len()
+            passed == found
         } else {
             passed > 0
         })
@@ -476,73 +475,22 @@ fn with_article(t: &str) -> String {
     }
 }
 
-/// The values at `path` in `arguments`, each with its place, or why they cannot be judged.
-/// Missing members and indexes give no value.
-fn values_at<'a>(
-    arguments: &'a [u8],
+/// Walks `path` from `value` (reached after `depth` of its segments, with its schema) and
+/// hands every value at its end to `visit`; refuses, with why, a value the server would read
+/// otherwise than the proxy. Missing members and indexes give no value. Recursion instead of
+/// lists of values: a condition costs no allocation.
+fn walk<'a>(
+    value: &'a [u8],
     schema: Option<&[u8]>,
     path: &ArgPath,
-) -> Result<Vec<(&'a [u8], usize)>, String> {
-    // Each value reached so far, with its schema. Its place, for messages, is the path up to the
-    // segment being walked, written only when a message needs it.
-    let place = |depth: usize| place_of(path, depth);
-    let mut current: Vec<(&'a [u8], Option<&[u8]>)> = vec![(arguments, schema)];
-    for (depth, segment) in path.segments.iter().enumerate() {
-        let mut next = Vec::with_capacity(current.len());
-        for (value, schema) in current {
-            check_type(value, schema, || place(depth))?;
-            let kind = json::kind(value);
-            let wanted = match segment {
-                Segment::Member(_) => Kind::Object,
-                Segment::Index(_) | Segment::Each => Kind::Array,
-            };
-            if kind == Kind::Null {
-                continue;
-            }
-            if kind != wanted {
-                let what = if wanted == Kind::Object {
-                    "an object"
-                } else {
-                    "an array"
-                };
-                return Err(format!(
-                    "`{}` is {} where the condition on `{}` needs {what}; the proxy cannot \
-                     judge what the server would make of it",
-                    place(depth),
-                    kind_name(kind),
-                    path.text
-                ));
-            }
-            match segment {
-                Segment::Member(key) => {
-                    if let Some(child) = json::get(value, key) {
-                        let child_schema = schema.and_then(|s| child_schema(s, Some(key)));
-                        next.push((child, child_schema));
-                    }
-                }
-                Segment::Index(i) => {
-                    if let Some(child) = json::elements(value).nth(*i) {
-                        let child_schema = schema.and_then(|s| child_schema(s, None));
-                        next.push((child, child_schema));
-                    }
-                }
-                Segment::Each => {
-                    let child_schema = schema.and_then(|s| child_schema(s, None));
-                    for child in json::elements(value) {
-                        next.push((child, child_schema));
-                    }
-                }
-            }
-        }
-        current = next;
-    }
-    let depth = path.segments.len();
-    let mut values = Vec::with_capacity(current.len());
-    for (value, schema) in current {
-        check_type(value, schema, || place(depth))?;
-        if schema.is_none_or(|s| !declares_types(s)) && json::kind(value) == Kind::String {
-            // With no declared type, a string that holds a JSON array or object may be decoded by
-            // the server into one.
+    depth: usize,
+    visit: &mut dyn FnMut(&'a [u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    check_type(value, schema, || place_of(path, depth))?;
+    let Some(segment) = path.segments.get(depth) else {
+        if json::kind(value) == Kind::String && schema.is_none_or(|s| !declares_types(s)) {
+            // With no declared type, a string that holds a JSON array or object may be decoded
+            // by the server into one.
             let decoded = json::as_str(value).unwrap_or_default();
             let inner = decoded.trim_start();
             if (inner.starts_with('[') || inner.starts_with('{'))
@@ -551,7 +499,7 @@ fn values_at<'a>(
                 return Err(format!(
                     "`{}` is a string holding JSON, which the server may decode into {}; the \
                      proxy cannot judge it. Send the value itself, not JSON text",
-                    place(depth),
+                    place_of(path, depth),
                     if inner.starts_with('[') {
                         "an array"
                     } else {
@@ -560,9 +508,59 @@ fn values_at<'a>(
                 ));
             }
         }
-        values.push((value, depth));
+        return visit(value);
+    };
+    let kind = json::kind(value);
+    if kind == Kind::Null {
+        return Ok(());
     }
-    Ok(values)
+    let wanted = match segment {
+        Segment::Member(_) => Kind::Object,
+        Segment::Index(_) | Segment::Each => Kind::Array,
+    };
+    if kind != wanted {
+        let what = if wanted == Kind::Object {
+            "an object"
+        } else {
+            "an array"
+        };
+        return Err(format!(
+            "`{}` is {} where the condition on `{}` needs {what}; the proxy cannot judge what \
+             the server would make of it",
+            place_of(path, depth),
+            kind_name(kind),
+            path.text
+        ));
+    }
+    match segment {
+        Segment::Member(key) => match json::get(value, key) {
+            Some(child) => walk(
+                child,
+                schema.and_then(|s| child_schema(s, Some(key))),
+                path,
+                depth + 1,
+                visit,
+            ),
+            None => Ok(()),
+        },
+        Segment::Index(i) => match json::elements(value).nth(*i) {
+            Some(child) => walk(
+                child,
+                schema.and_then(|s| child_schema(s, None)),
+                path,
+                depth + 1,
+                visit,
+            ),
+            None => Ok(()),
+        },
+        Segment::Each => {
+            let items = schema.and_then(|s| child_schema(s, None));
+            for child in json::elements(value) {
+                walk(child, items, path, depth + 1, visit)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// How a message names the place `depth` segments into `path`: `arguments.args[*]`.

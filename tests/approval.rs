@@ -638,3 +638,20 @@ fn a_held_call_is_answered_when_the_server_exits() {
         .unwrap();
     assert_eq!(cancel["params"]["requestId"], id);
 }
+
+#[test]
+fn a_batch_element_carrying_a_request_state_is_judged_without_a_crash() {
+    let mut h = Harness::new(&[Channel::Elicitation], false);
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{}}});
+    h.client(&init, 0);
+    h.child(&json!({"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26"}}));
+    let batch = json!([{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"valkey_read","arguments":{"command":"GET"},"requestState":"mcp-policy-proxy.v1.x"}}]);
+    let out = h.client(&batch, 1);
+    // Allowed by its rule: forwarded without the proxy's member.
+    assert_eq!(out.child.len(), 1, "{out:?}");
+    assert!(out.child[0]["params"].get("requestState").is_none());
+    assert_eq!(
+        out.child[0]["params"]["arguments"],
+        json!({"command":"GET"})
+    );
+}

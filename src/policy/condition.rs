@@ -70,6 +70,16 @@ pub enum Literal {
     Bool(bool),
 }
 
+impl Literal {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Literal::Str(_) => "a string",
+            Literal::Int(_) | Literal::Float(_) => "a number",
+            Literal::Bool(_) => "a boolean",
+        }
+    }
+}
+
 impl fmt::Display for Literal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -231,14 +241,14 @@ impl Test {
         let (mut found, mut passed) = (0usize, 0usize);
         if let Some(arguments) = arguments {
             let exists = matches!(self.op, Op::Exists(_));
-            let mut visit = |value: &[u8]| -> Result<(), String> {
+            let mut visit = |value: &[u8], typed: bool| -> Result<(), String> {
                 found += 1;
-                if !exists && self.test_value(value)? {
+                if !exists && self.test_value(value, typed)? {
                     passed += 1;
                 }
                 Ok(())
             };
-            if let Err(why) = walk(arguments, schema, &self.path, 0, &mut visit) {
+            if let Err(why) = walk(arguments, schema, schema, &self.path, 0, &mut visit) {
                 return Holds::Unjudgeable(why);
             }
         }
@@ -255,9 +265,37 @@ impl Test {
         })
     }
 
-    /// One value against the operator.
-    fn test_value(&self, value: &[u8]) -> Result<bool, String> {
+    /// One value against the operator. `typed`: the tool's schema declares the value's type,
+    /// so the value was checked against it; without that, a value of another JSON type than the
+    /// condition's literal is not judged, since the server may convert it (`"yes"` to true,
+    /// `"5"` to 5).
+    fn test_value(&self, value: &[u8], typed: bool) -> Result<bool, String> {
         let kind = json::kind(value);
+        if !typed {
+            let literals: &[Literal] = match &self.op {
+                Op::Eq(l) | Op::Ne(l) => std::slice::from_ref(l),
+                Op::In(ls) | Op::NotIn(ls) => ls,
+                _ => &[],
+            };
+            let same_kind = |l: &Literal| {
+                matches!(
+                    (l, kind),
+                    (Literal::Str(_), Kind::String)
+                        | (Literal::Int(_) | Literal::Float(_), Kind::Number)
+                        | (Literal::Bool(_), Kind::Bool)
+                )
+            };
+            if !literals.is_empty() && !literals.iter().any(same_kind) {
+                return Err(format!(
+                    "`{}` is {} where the condition compares it with {}, and the tool declares \
+                     no type for it that the proxy can read (it was not listed, or its schema \
+                     refers elsewhere); the server may convert it, so the proxy cannot judge it",
+                    self.path.text,
+                    kind_name(kind),
+                    literals[0].type_name(),
+                ));
+            }
+        }
         let text = || -> Result<Cow<'_, str>, String> {
             match kind {
                 Kind::String => Ok(self.fold(json::as_str(value).unwrap_or_default())),
@@ -428,6 +466,39 @@ fn child_schema<'s>(schema: &'s [u8], member: Option<&str>) -> Option<&'s [u8]> 
     })
 }
 
+/// `schema` with local references followed: `{"$ref": "#/$defs/X"}` (and `#/definitions/X`)
+/// to that definition in `root`, and an `allOf` of one schema to that schema, as pydantic
+/// writes model-typed arguments. A reference the proxy cannot follow stays as it is, which
+/// declares no type.
+fn resolve<'s>(mut schema: &'s [u8], root: Option<&'s [u8]>) -> &'s [u8] {
+    // A bound on chains of references, so that a cycle cannot loop.
+    for _ in 0..16 {
+        if let Some(target) = json::get(schema, "$ref").and_then(json::as_str) {
+            let found = ["#/$defs/", "#/definitions/"].iter().find_map(|prefix| {
+                let name = target.strip_prefix(prefix)?;
+                let defs = json::get(root?, &prefix[2..prefix.len() - 1])?;
+                json::get(defs, name)
+            });
+            match found {
+                Some(next) => schema = next,
+                None => return schema,
+            }
+            continue;
+        }
+        if json::get(schema, "type").is_none()
+            && let Some(all) = json::get(schema, "allOf")
+        {
+            let mut parts = json::elements(all);
+            if let (Some(only), None) = (parts.next(), parts.next()) {
+                schema = only;
+                continue;
+            }
+        }
+        return schema;
+    }
+    schema
+}
+
 /// Whether a schema declares any type the proxy can read.
 fn declares_types(schema: &[u8]) -> bool {
     json::get(schema, "type").is_some() || !declared_types(schema).is_empty()
@@ -482,10 +553,12 @@ fn with_article(t: &str) -> String {
 fn walk<'a>(
     value: &'a [u8],
     schema: Option<&[u8]>,
+    root: Option<&[u8]>,
     path: &ArgPath,
     depth: usize,
-    visit: &mut dyn FnMut(&'a [u8]) -> Result<(), String>,
+    visit: &mut dyn FnMut(&'a [u8], bool) -> Result<(), String>,
 ) -> Result<(), String> {
+    let schema = schema.map(|s| resolve(s, root));
     check_type(value, schema, || place_of(path, depth))?;
     let Some(segment) = path.segments.get(depth) else {
         if json::kind(value) == Kind::String && schema.is_none_or(|s| !declares_types(s)) {
@@ -508,7 +581,7 @@ fn walk<'a>(
                 ));
             }
         }
-        return visit(value);
+        return visit(value, schema.is_some_and(declares_types));
     };
     let kind = json::kind(value);
     if kind == Kind::Null {
@@ -537,6 +610,7 @@ fn walk<'a>(
             Some(child) => walk(
                 child,
                 schema.and_then(|s| child_schema(s, Some(key))),
+                root,
                 path,
                 depth + 1,
                 visit,
@@ -547,6 +621,7 @@ fn walk<'a>(
             Some(child) => walk(
                 child,
                 schema.and_then(|s| child_schema(s, None)),
+                root,
                 path,
                 depth + 1,
                 visit,
@@ -556,7 +631,7 @@ fn walk<'a>(
         Segment::Each => {
             let items = schema.and_then(|s| child_schema(s, None));
             for child in json::elements(value) {
-                walk(child, items, path, depth + 1, visit)?;
+                walk(child, items, root, path, depth + 1, visit)?;
             }
             Ok(())
         }

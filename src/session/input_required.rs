@@ -206,8 +206,14 @@ impl Session {
 /// `line` (ending in `\n`) with the proxy's members taken out of `params` (a slice of it): its
 /// `requestState`, and its own answer in `inputResponses` (the member goes when nothing else is
 /// left in it). The server never sees the proxy's question or the person's answer.
-fn strip_proxy_members(line: &[u8], params: &[u8]) -> Vec<u8> {
+fn strip_proxy_members(line: &[u8], _params: &[u8]) -> Vec<u8> {
     let content = &line[..line.len() - 1];
+    // `params` is read again from `line` itself: the caller's slice may point into another
+    // buffer (a batch element is copied into a line of its own), and splicing across buffers
+    // would cut the wrong bytes.
+    let Some(params) = json::get(content, "params") else {
+        return line.to_vec();
+    };
     let mut rebuilt = Vec::with_capacity(params.len());
     rebuilt.push(b'{');
     let mut first = true;

@@ -402,3 +402,55 @@ fn server_reading_model_sanity() {
     let read = server_reading(r#"{"command":"del","args":"[\"prod:x\"]"}"#).unwrap();
     assert_eq!(read, json!({"command":"del","args":["prod:x"]}));
 }
+
+#[test]
+fn without_a_declared_type_a_value_of_another_kind_is_not_judged() {
+    let confirm = test("confirm", Op::Eq(Literal::Bool(true)), false, false);
+    // The tool was never listed: "yes" may be true to the server.
+    assert!(matches!(
+        judge(&confirm, r#"{"confirm":"yes"}"#, None),
+        Holds::Unjudgeable(_)
+    ));
+    assert!(matches!(
+        judge(&confirm, r#"{"confirm":1}"#, None),
+        Holds::Unjudgeable(_)
+    ));
+    assert_eq!(judge(&confirm, r#"{"confirm":false}"#, None), Holds::No);
+    let not_these = test(
+        "n",
+        Op::NotIn(vec![Literal::Int(1), Literal::Int(2)]),
+        false,
+        false,
+    );
+    assert!(matches!(
+        judge(&not_these, r#"{"n":"1"}"#, None),
+        Holds::Unjudgeable(_)
+    ));
+    assert_eq!(judge(&not_these, r#"{"n":3}"#, None), Holds::Yes);
+}
+
+#[test]
+fn local_references_in_a_schema_are_followed() {
+    // As pydantic writes a model-typed argument.
+    let schema = r##"{"$defs":{"Opts":{"properties":{"force":{"type":"boolean"}},"type":"object"}},"properties":{"opts":{"$ref":"#/$defs/Opts"},"wrapped":{"allOf":[{"$ref":"#/$defs/Opts"}]}},"type":"object"}"##;
+    let force = test("opts.force", Op::Eq(Literal::Bool(true)), false, false);
+    match judge(&force, r#"{"opts":{"force":"yes"}}"#, Some(schema)) {
+        Holds::Unjudgeable(why) => assert!(why.contains("declares boolean"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        judge(&force, r#"{"opts":{"force":true}}"#, Some(schema)),
+        Holds::Yes
+    );
+    let wrapped = test("wrapped.force", Op::Eq(Literal::Bool(true)), false, false);
+    assert!(matches!(
+        judge(&wrapped, r#"{"wrapped":{"force":"true"}}"#, Some(schema)),
+        Holds::Unjudgeable(_)
+    ));
+    // A reference the proxy cannot follow declares nothing: a value of another kind is refused.
+    let remote = r#"{"properties":{"opts":{"$ref":"https://example.com/opts.json"}}}"#;
+    assert!(matches!(
+        judge(&force, r#"{"opts":{"force":"yes"}}"#, Some(remote)),
+        Holds::Unjudgeable(_)
+    ));
+}

@@ -216,6 +216,9 @@ struct Request {
     server: Option<String>,
     code: Option<String>,
     timeout_ms: Option<u64>,
+    /// What "approve for this session" covers: `"tool"` is any call to the tool; anything
+    /// else is the exact call.
+    whole_tool: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -253,6 +256,7 @@ impl Request {
             server: string_field(value, "server"),
             code: string_field(value, "code"),
             timeout_ms: value.get("timeout_ms").and_then(Value::as_u64),
+            whole_tool: value.get("session_grant").and_then(Value::as_str) == Some("tool"),
         })
     }
 
@@ -309,10 +313,14 @@ impl Request {
             MAX_ARGUMENTS_CHARS,
             MAX_ARGUMENTS_LINES,
         ));
+        let covers = if self.whole_tool {
+            "lets ANY call to this tool run in this session"
+        } else {
+            "lets this exact call run again in this session"
+        };
         text.push_str(&format!(
-            "\n\n\"{APPROVE_FOR_SESSION_LABEL}\" lets this exact call run again in this session \
-             without asking. Closing this window denies the call, and so does waiting \
-             {secs} s."
+            "\n\n\"{APPROVE_FOR_SESSION_LABEL}\" {covers} without asking. Closing this window \
+             denies the call, and so does waiting {secs} s."
         ));
         text
     }

@@ -119,6 +119,8 @@ pub struct Question {
     pub rule: Arc<Rule>,
     /// The server behind the proxy, as its command line.
     pub server: String,
+    /// What approve-for-session covers under this rule.
+    pub grant: crate::config::SessionGrant,
     /// A short code shown to the person only (the dialog, the proxy's stderr), never in an MCP
     /// message, so that an approval by chat can name the call.
     pub code: String,
@@ -148,14 +150,26 @@ impl Question {
         format!(
             "mcp-policy-proxy asks for your approval of a tool call.\n\
              Server: {}\nTool: {}\nRule: {}: {}\nArguments:\n{}\n\n\
-             Choose approve_once to run this call once, approve_for_session to let this exact \
-             call run again in this session without asking, or deny.",
+             Choose approve_once to run this call once, approve_for_session to let {} \
+             in this session without asking, or deny.",
             display::visible(&self.server, SHOWN_VALUE_CHARS),
             display::visible(&self.tool, SHOWN_VALUE_CHARS),
             self.rule.label(),
             display::visible(reason, SHOWN_ARGUMENTS_CHARS),
             indent(&arguments),
+            self.session_scope(),
         )
+    }
+
+    /// What approve-for-session lets run, in words.
+    fn session_scope(&self) -> String {
+        match self.grant {
+            crate::config::SessionGrant::Call => "this exact call run again".to_owned(),
+            crate::config::SessionGrant::Tool => format!(
+                "ANY call to {} run, whatever its arguments,",
+                display::visible(&self.tool, SHOWN_VALUE_CHARS)
+            ),
+        }
     }
 
     /// `elicitation/create` params for form mode. `with_default` adds `default: "deny"`, which
@@ -165,7 +179,14 @@ impl Question {
             "type": "string",
             "title": "Decision",
             "enum": ["approve_once", "approve_for_session", "deny"],
-            "enumNames": ["Approve this call once", "Approve this exact call for the session", "Deny"],
+            "enumNames": [
+                "Approve this call once",
+                match self.grant {
+                    crate::config::SessionGrant::Call => "Approve this exact call for the session",
+                    crate::config::SessionGrant::Tool => "Approve any call to this tool for the session",
+                },
+                "Deny",
+            ],
         });
         if with_default {
             decision["default"] = json!("deny");
@@ -202,6 +223,10 @@ impl Question {
             "code": self.code,
             "session": session,
             "timeout_ms": timeout.as_millis() as u64,
+            "session_grant": match self.grant {
+                crate::config::SessionGrant::Call => "call",
+                crate::config::SessionGrant::Tool => "tool",
+            },
         }))
         .expect("a Value always serializes");
         input.push(b'\n');

@@ -56,11 +56,13 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    pub fn new(key: [u8; 32], epoch: Instant) -> Sealer {
+    /// A sealer with `key`, counting time from `epoch` and nonces from `first_nonce` (random,
+    /// and independent of the key: nonces are shown in every state).
+    pub fn new(key: [u8; 32], epoch: Instant, first_nonce: u64) -> Sealer {
         Sealer {
             key,
             epoch,
-            next_nonce: u64::from_le_bytes(key[..8].try_into().expect("8 bytes")) >> 1,
+            next_nonce: first_nonce >> 1,
             used: HashMap::new(),
         }
     }
@@ -149,7 +151,7 @@ mod tests {
     #[test]
     fn a_state_opens_once_for_its_own_call_before_it_expires() {
         let start = Instant::now();
-        let mut sealer = Sealer::new([7; 32], start);
+        let mut sealer = Sealer::new([7; 32], start, 99);
         let digest = [1; 32];
         let other = [2; 32];
         let minute = Duration::from_secs(60);
@@ -197,7 +199,7 @@ mod tests {
         );
 
         // Another process (another key) cannot open it.
-        let mut other_process = Sealer::new([8; 32], start);
+        let mut other_process = Sealer::new([8; 32], start, 5);
         let fresh = sealer.seal("valkey_write", &digest, start, minute);
         assert_eq!(
             other_process.open(&fresh, "valkey_write", &digest, start),

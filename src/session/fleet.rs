@@ -65,7 +65,9 @@ impl Session {
         let job = self.next_store_job();
         out.push(Effect::CheckStore(StoreJob {
             id: job,
-            key: format!("{}|{scope}", rule.key),
+            // `|` separates the parts, so it is escaped within them: a rule and a scope can
+            // never spell another pair's key.
+            key: format!("{}|{}", escape_key(rule.key.as_str()), escape_key(&scope)),
             max: limit.max,
             window: limit.window,
         }));
@@ -114,7 +116,6 @@ impl Session {
         now: Instant,
         out: &mut Vec<Effect<'static>>,
     ) {
-        let _ = now;
         if let Some(at) = self.fleet_notifications.iter().position(|h| h.job == job) {
             let held = self.fleet_notifications.swap_remove(at);
             match outcome {
@@ -145,6 +146,29 @@ impl Session {
         };
         let held = *held;
         let arguments = held_arguments(&held.line);
+        // Judged again under the rules as they are now: a reload while the store decided may
+        // have changed what the call gets.
+        let policy_call = crate::policy::Call {
+            tool: &held.tool,
+            arguments: arguments.as_deref(),
+            tool_info: self.catalog.get(&held.tool),
+        };
+        let decision = self.policy.evaluate(&policy_call, &mut self.state, now);
+        if !matches!(decision, Decision::StoreCheck { .. }) && call.batch.is_none() {
+            info!(tool = %held.tool, %id, "the rules changed while the call waited for the store; judging it again");
+            self.rejudge(held.line, now, out);
+            return;
+        }
+        if let Some(line) = self.pre_refusal(
+            Some(&id),
+            &held.tool,
+            arguments.as_deref(),
+            held.style,
+            held.modern,
+        ) {
+            self.deliver(&call, Cow::Owned(line), out);
+            return;
+        }
         let forward = match outcome {
             Ok(Admission::Admitted) => {
                 let decision = Decision::Allow {
@@ -234,8 +258,12 @@ impl Session {
     }
 
     /// The client cancelled a call waiting for the store: it is forgotten (the store's answer
-    /// will find nothing), and nothing is forwarded.
-    pub(super) fn withdraw_store_check(&mut self, id: &RequestId) -> bool {
+    /// will find nothing), and nothing is forwarded; a batch it came in closes without it.
+    pub(super) fn withdraw_store_check(
+        &mut self,
+        id: &RequestId,
+        out: &mut Vec<Effect<'_>>,
+    ) -> bool {
         if !matches!(
             self.calls.get(id),
             Some(Call {
@@ -245,7 +273,12 @@ impl Session {
         ) {
             return false;
         }
-        self.calls.remove(id);
+        if let Some(call) = self.calls.remove(id)
+            && let Some(batch) = call.batch
+            && let Some(line) = self.batches.answered_without(batch)
+        {
+            out.push(Effect::Client(Cow::Owned(line)));
+        }
         true
     }
 }
@@ -259,4 +292,9 @@ fn held_arguments(line: &[u8]) -> Option<Vec<u8>> {
             .map(<[u8]>::to_vec),
         _ => None,
     }
+}
+
+/// A part of a store key with `%` and `|` escaped.
+fn escape_key(part: &str) -> String {
+    part.replace('%', "%25").replace('|', "%7C")
 }

@@ -57,13 +57,16 @@ pub(super) struct Held {
 pub(super) struct Grants {
     /// Exact calls: the tool and the digest of its arguments.
     calls: HashSet<(String, [u8; 32])>,
-    /// Whole tools, for rules with `session_grant = "tool"`.
-    tools: HashSet<String>,
+    /// Whole tools, for rules with `session_grant = "tool"`: the rule's identity and the tool,
+    /// so that a grant under one rule covers nothing another rule asks about.
+    tools: HashSet<(crate::policy::RuleKey, String)>,
 }
 
 impl Grants {
     pub(super) fn covers(&self, tool: &str, arguments: Option<&[u8]>, rule: &Rule) -> bool {
-        if rule.session_grant == SessionGrant::Tool && self.tools.contains(tool) {
+        if rule.session_grant == SessionGrant::Tool
+            && self.tools.contains(&(rule.key.clone(), tool.to_owned()))
+        {
             return true;
         }
         !self.calls.is_empty()
@@ -74,7 +77,7 @@ impl Grants {
 
     fn grant(&mut self, tool: &str, arguments: Option<&[u8]>, rule: &Rule) {
         match rule.session_grant {
-            SessionGrant::Tool => self.tools.insert(tool.to_owned()),
+            SessionGrant::Tool => self.tools.insert((rule.key.clone(), tool.to_owned())),
             SessionGrant::Call => self
                 .calls
                 .insert((tool.to_owned(), arguments_digest(arguments))),
@@ -201,6 +204,7 @@ impl Session {
             tool: tool.to_owned(),
             arguments: arguments.map(<[u8]>::to_vec),
             rule: rule.clone(),
+            grant: rule.session_grant,
             server: self.settings.server.clone(),
             code: approval::approval_code(self.next_job()),
         }
@@ -379,6 +383,20 @@ impl Session {
             tool_info: self.catalog.get(&held.tool),
         };
         let decision = self.policy.evaluate(&policy_call, &mut self.state, now);
+        if !matches!(decision, Decision::ApprovalRequired { .. }) && call.batch.is_none() {
+            // The rules changed while the person decided and no longer ask: the call is judged
+            // again from the start, as a new call would be (allowed, refused, hidden, or under
+            // a fleet-wide limit).
+            info!(tool = %held.tool, %id, "the rules changed while the call waited for approval; judging it again");
+            self.rejudge(held.line, now, out);
+            return;
+        }
+        if let Some(line) =
+            self.pre_refusal(Some(id), &held.tool, arguments, held.style, held.modern)
+        {
+            self.deliver(&call, Cow::Owned(line), out);
+            return;
+        }
         match &decision {
             Decision::ApprovalRequired { .. } | Decision::Allow { .. } => {}
             _ => {

@@ -40,6 +40,21 @@ pub(super) enum Verdict {
     Refuse(Decision),
 }
 
+/// An effect that owns its line, so that it outlives the buffer it was judged from.
+fn owned(effect: Effect<'_>) -> Effect<'static> {
+    match effect {
+        Effect::Child { line, request } => Effect::Child {
+            line: Cow::Owned(line.into_owned()),
+            request,
+        },
+        Effect::Client(line) => Effect::Client(Cow::Owned(line.into_owned())),
+        Effect::Wake(at) => Effect::Wake(at),
+        Effect::RunApprover(job) => Effect::RunApprover(job),
+        Effect::CancelApprover(job) => Effect::CancelApprover(job),
+        Effect::CheckStore(job) => Effect::CheckStore(job),
+    }
+}
+
 /// Logs what a shadow rule, or the rules in shadow mode, would have done with a call that goes
 /// through.
 fn log_shadow(tool: &str, decision: &Decision, why: &str) {
@@ -96,13 +111,10 @@ impl Session {
             return;
         };
         let arguments = request.params.and_then(|p| json::get(p, "arguments"));
-        if self.audit_refusing() {
-            // The log is required and cannot be written: no decision can be recorded, so none is
-            // made (fail closed).
-            if let Some(id) = &request.id {
-                let style = self.style_for(request.params);
-                let modern = self.era.is_modern(request.meta);
-                let line = refusal::audit_unavailable_refusal(id, &tool, style, modern);
+        let style = self.style_for(request.params);
+        let modern = self.era.is_modern(request.meta);
+        if let Some(line) = self.pre_refusal(request.id.as_ref(), &tool, arguments, style, modern) {
+            if request.id.is_some() {
                 self.answer(batch, line, out);
             }
             return;
@@ -121,32 +133,10 @@ impl Session {
         if let Some(shadow) = &shadow {
             log_shadow(&tool, shadow, "a shadow rule");
         }
-        if let Some(what) = self.catalog.changed(&tool) {
-            match self.settings.pinning {
-                PinMode::Refuse => {
-                    self.audit(
-                        request.id.as_ref(),
-                        &tool,
-                        "tool_changed",
-                        None,
-                        Some(what),
-                        arguments,
-                        None,
-                    );
-                    if let Some(id) = &request.id {
-                        info!(tool = %tool, %id, "refused a call to a tool whose definition changed: {what}");
-                        let style = self.style_for(request.params);
-                        let modern = self.era.is_modern(request.meta);
-                        let line = refusal::tool_changed_refusal(id, &tool, what, style, modern);
-                        self.answer(batch, line, out);
-                    }
-                    return;
-                }
-                PinMode::Log => {
-                    warn!(tool = %tool, "a call to a tool whose definition changed: {what}")
-                }
-                PinMode::Off => {}
-            }
+        if self.settings.pinning == PinMode::Log
+            && let Some(what) = self.catalog.changed(&tool)
+        {
+            warn!(tool = %tool, "a call to a tool whose definition changed: {what}");
         }
         if let Some(state) = state {
             self.on_approval_retry(request, &tool, arguments, &state, decision, now, batch, out);
@@ -276,6 +266,72 @@ impl Session {
                 self.ask(request, &tool, arguments, rule, now, batch, out);
             }
         }
+    }
+
+    /// What refuses a call before any rule is read, wherever it is judged (first, after a person
+    /// approved it, after the store admitted it): the required audit log that cannot be written,
+    /// and a tool whose definition changed since it was pinned. The refusal line, recorded.
+    pub(super) fn pre_refusal(
+        &self,
+        id: Option<&RequestId>,
+        tool: &str,
+        arguments: Option<&[u8]>,
+        style: ViolationStyle,
+        modern: bool,
+    ) -> Option<Vec<u8>> {
+        if self.audit_refusing() {
+            // The log is required and cannot be written: no decision can be recorded, so none
+            // is made (fail closed).
+            return Some(refusal::audit_unavailable_refusal(
+                id.unwrap_or(&RequestId::Small(0)),
+                tool,
+                style,
+                modern,
+            ));
+        }
+        if self.settings.pinning == PinMode::Refuse
+            && let Some(what) = self.catalog.changed(tool)
+        {
+            info!(tool = %tool, "refused a call to a tool whose definition changed: {what}");
+            self.audit(id, tool, "tool_changed", None, Some(what), arguments, None);
+            return Some(refusal::tool_changed_refusal(
+                id.unwrap_or(&RequestId::Small(0)),
+                tool,
+                what,
+                style,
+                modern,
+            ));
+        }
+        None
+    }
+
+    /// Judges a held call again from the start, as a new call: after the rules changed while it
+    /// waited. Its line is owned, so what comes out owns its lines too.
+    pub(super) fn rejudge(&mut self, line: Vec<u8>, now: Instant, out: &mut Vec<Effect<'_>>) {
+        let copy = line.clone();
+        let content = &copy[..copy.len() - 1];
+        let Ok(crate::message::Message::Request {
+            id,
+            params,
+            name,
+            meta,
+            ..
+        }) = message::classify(content)
+        else {
+            warn!("a held call could not be read again; dropped");
+            return;
+        };
+        let request = Request {
+            id: Some(id),
+            params,
+            name,
+            meta,
+            line: Cow::Owned(line),
+        };
+        let mut effects = Vec::new();
+        self.on_tools_call(request, now, None, &mut effects);
+        let effects: Vec<Effect<'static>> = effects.into_iter().map(owned).collect();
+        out.extend(effects);
     }
 
     /// Forwards a judged call: a request enters the table of requests in flight.

@@ -113,6 +113,11 @@ impl Session {
             warn!("cannot read /dev/urandom ({err}); approval states use a weaker key");
             weak_key()
         });
+        // Counters shown outside (nonces in states, approval codes) start from randomness of
+        // their own, never from the key's bits.
+        let counters = fresh_key().unwrap_or_else(|_| weak_key());
+        let counter =
+            |at: usize| u64::from_le_bytes(counters[at..at + 8].try_into().expect("8 bytes"));
         Session {
             policy: Arc::new(policy),
             state,
@@ -123,8 +128,8 @@ impl Session {
             era: Era::default(),
             catalog: Catalog::default(),
             grants: Grants::default(),
-            sealer: Sealer::new(key, Instant::now()),
-            next_job: u64::from_le_bytes(key[8..16].try_into().expect("8 bytes")) >> 16,
+            sealer: Sealer::new(key, Instant::now(), counter(0)),
+            next_job: counter(8) >> 16,
             fleet_notifications: Vec::new(),
             session_tag,
             child_gone: false,
@@ -275,7 +280,7 @@ impl Session {
                         Some(target) if self.calls.is_forwarded(&target) => {
                             self.forward(line, None, out);
                         }
-                        Some(target) if self.withdraw_store_check(&target) => {
+                        Some(target) if self.withdraw_store_check(&target, out) => {
                             debug!(%target, "the client cancelled a call waiting for the store");
                         }
                         Some(target) if self.calls.contains(&target) => {

@@ -52,9 +52,7 @@ impl Catalog {
             return;
         }
         let Some(first) = self.first.get(name) else {
-            if self.first.len() < CATALOG_TOOLS {
-                self.first.insert(name.into(), digest);
-            }
+            self.first.insert(name.into(), digest);
             return;
         };
         if *first == digest {
@@ -117,13 +115,17 @@ impl Session {
         let mut hidden = 0;
         for tool in json::elements(tools) {
             let name = json::get(tool, "name").and_then(json::as_str);
+            // Every tool is pinned (32 bytes each), however many a server lists: a server that
+            // listed thousands first could otherwise change one unnoticed.
+            if let Some(name) = &name
+                && pinning
+            {
+                self.catalog.pin(name, tool, &self.settings.pins);
+            }
             if let Some(name) = &name
                 && (self.catalog.tools.len() < CATALOG_TOOLS
                     || self.catalog.tools.contains_key(name.as_ref()))
             {
-                if pinning {
-                    self.catalog.pin(name, tool, &self.settings.pins);
-                }
                 let info = ToolInfo {
                     definition: tool.into(),
                 };

@@ -697,3 +697,28 @@ fn a_batch_element_carrying_a_request_state_is_judged_without_a_crash() {
         json!({"command":"GET"})
     );
 }
+
+#[test]
+fn padding_with_made_up_keys_cannot_push_the_real_arguments_out_of_the_question() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation], false);
+    h.client(&json!({"jsonrpc":"2.0","id":"l","method":"tools/list"}), 0);
+    h.child(&json!({"jsonrpc":"2.0","id":"l","result":{"tools":[{"name":"valkey_write","inputSchema":
+        {"type":"object","properties":{"command":{"type":"string"},"args":{"type":"array","items":{"type":"string"}}}}}]}}));
+    let mut arguments = serde_json::Map::new();
+    for n in 0..200 {
+        arguments.insert(
+            format!("a{n:03}"),
+            json!(format!("cache refresh note {n}: harmless")),
+        );
+    }
+    arguments.insert("command".into(), json!("FLUSHALL"));
+    let out = h.client(&call(1, "valkey_write", Value::Object(arguments)), 1);
+    let message = out.client[0]["params"]["message"].as_str().unwrap();
+    let command = message
+        .find("command = \"FLUSHALL\"")
+        .expect("the command is shown");
+    let padding = message
+        .find("does not declare")
+        .expect("the padding is set apart");
+    assert!(command < padding, "{message}");
+}

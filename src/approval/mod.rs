@@ -121,6 +121,8 @@ pub struct Question {
     pub server: String,
     /// What approve-for-session covers under this rule.
     pub grant: crate::config::SessionGrant,
+    /// The argument names the tool's `inputSchema` declares, when the server listed it.
+    pub declared: Option<Vec<String>>,
     /// A short code shown to the person only (the dialog, the proxy's stderr), never in an MCP
     /// message, so that an approval by chat can name the call.
     pub code: String,
@@ -142,11 +144,7 @@ impl Question {
             .reason
             .as_deref()
             .unwrap_or("a person must approve each call");
-        let arguments = display::describe_arguments(
-            &self.arguments_value(),
-            SHOWN_VALUE_CHARS,
-            SHOWN_ARGUMENTS_CHARS,
-        );
+        let arguments = self.shown_arguments();
         format!(
             "mcp-policy-proxy asks for your approval of a tool call.\n\
              Server: {}\nTool: {}\nRule: {}: {}\nArguments:\n{}\n\n\
@@ -159,6 +157,49 @@ impl Question {
             indent(&arguments),
             self.session_scope(),
         )
+    }
+
+    /// The arguments as the person sees them. When the tool's schema is known, the arguments it
+    /// declares come first, and the others (which its server ignores) after them under a
+    /// heading, so that padding with made-up keys cannot push what runs out of what is shown.
+    /// When something had to be cut, the text says so plainly.
+    fn shown_arguments(&self) -> String {
+        let all = self.arguments_value();
+        let Value::Object(members) = &all else {
+            return display::describe_arguments(&all, SHOWN_VALUE_CHARS, SHOWN_ARGUMENTS_CHARS);
+        };
+        let (declared, other): (
+            serde_json::Map<String, Value>,
+            serde_json::Map<String, Value>,
+        ) = match &self.declared {
+            Some(names) => members
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .partition(|(k, _)| names.contains(k)),
+            None => (members.clone(), serde_json::Map::new()),
+        };
+        let declared = Value::Object(declared);
+        let mut text =
+            display::describe_arguments(&declared, SHOWN_VALUE_CHARS, SHOWN_ARGUMENTS_CHARS);
+        let cut = text != display::describe_arguments(&declared, SHOWN_VALUE_CHARS, usize::MAX);
+        if !other.is_empty() {
+            text.push_str(&format!(
+                "\n(and {} argument(s) the tool does not declare, which its server ignores:)\n",
+                other.len()
+            ));
+            text.push_str(&display::describe_arguments(
+                &Value::Object(other),
+                SHOWN_VALUE_CHARS,
+                SHOWN_ARGUMENTS_CHARS / 4,
+            ));
+        }
+        if cut {
+            text.push_str(
+                "\nNOT ALL ARGUMENTS ARE SHOWN: the call is too large to show here. Deny it unless \
+                 you know what it holds.",
+            );
+        }
+        text
     }
 
     /// What approve-for-session lets run, in words.

@@ -205,6 +205,14 @@ impl Session {
             arguments: arguments.map(<[u8]>::to_vec),
             rule: rule.clone(),
             grant: rule.session_grant,
+            declared: self.catalog.get(tool).and_then(|info| {
+                let properties = crate::json::get(info.input_schema()?, "properties")?;
+                Some(
+                    crate::json::members(properties)
+                        .map(|(k, _)| k.into_owned())
+                        .collect(),
+                )
+            }),
             server: self.settings.server.clone(),
             code: approval::approval_code(self.next_job()),
         }

@@ -161,6 +161,9 @@ fn write_loop(queue: &Queue, mut file: LogFile, healthy: Arc<AtomicBool>) {
                 }
             }
             Err(err) => {
+                // What reached the file stays written; only the rest is retried.
+                let written = std::mem::take(&mut file.written).min(pending.len());
+                pending.drain(..written);
                 if healthy.swap(false, Ordering::Relaxed) {
                     error!(
                         "cannot write the audit log {}: {err}; {} bytes of records are kept and \
@@ -299,6 +302,9 @@ impl Clock {
 struct LogFile {
     settings: Arc<AuditSettings>,
     file: Option<File>,
+    /// How much of the last batch reached the file before a write failed, so that a retry
+    /// writes only the rest and no record twice.
+    written: usize,
 }
 
 impl LogFile {
@@ -306,13 +312,17 @@ impl LogFile {
         LogFile {
             settings,
             file: None,
+            written: 0,
         }
     }
 
     fn open(&mut self) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Readable by its owner only when created: records may hold arguments.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.settings.path)?;
         self.file = Some(file);
         Ok(())
@@ -321,6 +331,7 @@ impl LogFile {
     /// Appends `lines` (whole lines) in one write, under an exclusive lock shared with other
     /// proxies, rotating first if they would take the file past `max_bytes`.
     fn append(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.written = 0;
         if self.file.is_none() {
             self.open()?;
         }
@@ -345,10 +356,29 @@ impl LogFile {
             self.open()?;
             let file = self.file.as_ref().expect("opened above");
             let _lock = Flock::exclusive(file)?;
-            return (&*file).write_all(lines);
+            return write_counted(file, lines, &mut self.written);
         }
-        (&*file).write_all(lines)
+        write_counted(file, lines, &mut self.written)
     }
+}
+
+/// Writes all of `lines`, counting in `written` what reached the file even when a later write
+/// fails.
+fn write_counted(mut file: &File, lines: &[u8], written: &mut usize) -> io::Result<()> {
+    let mut done = 0;
+    let result = loop {
+        if done == lines.len() {
+            break Ok(());
+        }
+        match file.write(&lines[done..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => break Err(err),
+        }
+    };
+    *written = done;
+    result
 }
 
 /// `path.(keep-1)` -> `path.keep`, ..., `path` -> `path.1`; the oldest beyond `keep` is gone.

@@ -118,10 +118,58 @@ impl Session {
     ) {
         if let Some(at) = self.fleet_notifications.iter().position(|h| h.job == job) {
             let held = self.fleet_notifications.swap_remove(at);
+            let arguments = held_arguments(&held.line);
+            let on_error = self.settings.store_on_error;
             match outcome {
-                Ok(Admission::Admitted) => self.forward(Cow::Owned(held.line), None, out),
-                Ok(Admission::Refused { .. }) | Err(_) => {
+                Ok(Admission::Admitted) => {
+                    self.audit(
+                        None,
+                        &held.tool,
+                        "allow",
+                        Some(&held.rule),
+                        None,
+                        arguments.as_deref(),
+                        None,
+                    );
+                    self.forward(Cow::Owned(held.line), None, out);
+                }
+                Err(err) if on_error == OnError::Allow => {
+                    let why = format!("the store could not decide ({err}); on_error = \"allow\"");
+                    self.audit(
+                        None,
+                        &held.tool,
+                        "allow",
+                        Some(&held.rule),
+                        Some(&why),
+                        arguments.as_deref(),
+                        None,
+                    );
+                    self.forward(Cow::Owned(held.line), None, out);
+                }
+                Ok(Admission::Refused { .. }) => {
+                    self.audit(
+                        None,
+                        &held.tool,
+                        "rate_limited",
+                        Some(&held.rule),
+                        None,
+                        arguments.as_deref(),
+                        None,
+                    );
                     info!(tool = %held.tool, "dropped a tools/call without an id: the fleet-wide limit refused it");
+                }
+                Err(err) => {
+                    let why = format!("the store could not decide: {err}");
+                    self.audit(
+                        None,
+                        &held.tool,
+                        "limit_unavailable",
+                        Some(&held.rule),
+                        Some(&why),
+                        arguments.as_deref(),
+                        None,
+                    );
+                    info!(tool = %held.tool, "dropped a tools/call without an id: {why}");
                 }
             }
             return;

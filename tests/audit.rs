@@ -104,6 +104,9 @@ reason = "exposes source"
         !text.contains("hunter2"),
         "a redacted value reached the log"
     );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the log is its owner's only");
     drop(proxy);
 }
 

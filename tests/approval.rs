@@ -722,3 +722,70 @@ fn padding_with_made_up_keys_cannot_push_the_real_arguments_out_of_the_question(
         .expect("the padding is set apart");
     assert!(command < padding, "{message}");
 }
+
+#[test]
+fn in_2026_07_28_the_command_is_asked_too_and_an_earlier_answer_decides() {
+    // The command approves before the client retries with a refusal: the first answer wins.
+    let mut h = Harness::new(&[Channel::Elicitation, Channel::Command], true);
+    let first = modern_call(1, "valkey_write", json!({"command":"SET"}), true);
+    let out = h.client(&first, 0);
+    assert_eq!(out.client[0]["result"]["resultType"], "input_required");
+    assert_eq!(out.jobs.len(), 1, "the command is asked at the same time");
+    let state = out.client[0]["result"]["requestState"].clone();
+    let job = out.jobs[0].id;
+    let done = h.approver_done(job, Answer::ApproveOnce, 1);
+    assert!(
+        done.child.is_empty() && done.client.is_empty(),
+        "it waits for the retry"
+    );
+    let retried = h.client(
+        &retry(first.clone(), 2, &state, json!({"action":"decline"})),
+        2,
+    );
+    assert_eq!(
+        retried.child.len(),
+        1,
+        "the command's earlier approval decides"
+    );
+
+    // The client answers first: the command is withdrawn, and its late answer changes nothing.
+    let out = h.client(
+        &modern_call(
+            3,
+            "valkey_write",
+            json!({"command":"SET","args":["x"]}),
+            true,
+        ),
+        3,
+    );
+    let state = out.client[0]["result"]["requestState"].clone();
+    let job = out.jobs[0].id;
+    let retried = h.client(
+        &retry(
+            modern_call(
+                3,
+                "valkey_write",
+                json!({"command":"SET","args":["x"]}),
+                true,
+            ),
+            4,
+            &state,
+            json!({"action":"decline"}),
+        ),
+        4,
+    );
+    assert!(retried.child.is_empty());
+    assert_eq!(retried.cancelled_jobs, [job]);
+    assert_eq!(facts(&retried.client[0])["channel"], "elicitation");
+    let late = h.approver_done(job, Answer::ApproveOnce, 5);
+    assert!(late.child.is_empty() && late.client.is_empty());
+
+    // No retry at all: the command stops at the deadline.
+    let out = h.client(
+        &modern_call(5, "valkey_write", json!({"command":"GET"}), true),
+        10,
+    );
+    let job = out.jobs[0].id;
+    let expired = h.tick(10 + 120);
+    assert_eq!(expired.cancelled_jobs, [job]);
+}

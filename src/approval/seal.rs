@@ -75,11 +75,22 @@ impl Sealer {
         now: Instant,
         lifetime: Duration,
     ) -> String {
+        self.seal_numbered(tool, digest, now, lifetime).0
+    }
+
+    /// [`Sealer::seal`], with the state's nonce, which [`Sealer::open_numbered`] gives back.
+    pub fn seal_numbered(
+        &mut self,
+        tool: &str,
+        digest: &[u8; 32],
+        now: Instant,
+        lifetime: Duration,
+    ) -> (String, u64) {
         let nonce = self.next_nonce;
         self.next_nonce = self.next_nonce.wrapping_add(1);
         let expiry = self.millis(now).saturating_add(lifetime.as_millis() as u64);
         let mac = self.mac(tool, digest, expiry, nonce);
-        format!("{STATE_PREFIX}{nonce:x}.{expiry:x}.{mac}")
+        (format!("{STATE_PREFIX}{nonce:x}.{expiry:x}.{mac}"), nonce)
     }
 
     /// Checks `state` against the retry's `tool` and `digest` at `now`, and uses it up.
@@ -90,6 +101,17 @@ impl Sealer {
         digest: &[u8; 32],
         now: Instant,
     ) -> Result<(), Broken> {
+        self.open_numbered(state, tool, digest, now).map(|_| ())
+    }
+
+    /// [`Sealer::open`], giving the state's nonce.
+    pub fn open_numbered(
+        &mut self,
+        state: &str,
+        tool: &str,
+        digest: &[u8; 32],
+        now: Instant,
+    ) -> Result<u64, Broken> {
         let rest = state.strip_prefix(STATE_PREFIX).ok_or(Broken::Forged)?;
         let mut parts = rest.split('.');
         let (Some(nonce), Some(expiry), Some(mac), None) =
@@ -113,7 +135,7 @@ impl Sealer {
         if self.used.insert(nonce, expiry).is_some() {
             return Err(Broken::Replayed);
         }
-        Ok(())
+        Ok(nonce)
     }
 
     fn millis(&self, now: Instant) -> u64 {

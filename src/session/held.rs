@@ -218,7 +218,7 @@ impl Session {
         }
     }
 
-    fn next_job(&mut self) -> u64 {
+    pub(super) fn next_job(&mut self) -> u64 {
         self.next_job = self.next_job.wrapping_add(1);
         self.next_job
     }
@@ -257,6 +257,13 @@ impl Session {
             .into_iter()
             .find(|id| self.held(id).is_some_and(|held| held.job == Some(job)));
         let Some(call) = call else {
+            // A 2026-07-28 question: the answer waits for the retry, and decides if it came
+            // first.
+            if let Some(ask) = self.modern_asks.values_mut().find(|a| a.job == Some(job)) {
+                ask.job = None;
+                ask.answer = Some(answer);
+                return;
+            }
             info!(
                 job,
                 "an approval command finished after its question was settled; ignored"
@@ -271,6 +278,16 @@ impl Session {
 
     /// Time passed: held calls past their deadline are refused, and the others hear progress.
     pub fn on_tick<'a>(&mut self, now: Instant, out: &mut Vec<Effect<'a>>) {
+        // 2026-07-28 questions whose retry never came: their commands stop.
+        self.modern_asks.retain(|_, ask| {
+            if now < ask.deadline {
+                return true;
+            }
+            if let Some(job) = ask.job {
+                out.push(Effect::CancelApprover(job));
+            }
+            false
+        });
         for id in self.calls.held_ids() {
             let (deadline, next_progress) = match self.held(&id) {
                 Some(held) => (held.deadline, held.next_progress),

@@ -19,11 +19,23 @@ use super::refusal::ApprovalRefusal;
 use super::{Effect, Session};
 use crate::approval::digest::arguments_digest;
 use crate::approval::seal::Broken;
-use crate::approval::{self, Answer, INPUT_KEY};
+use crate::approval::{self, Answer, ApproverJob, Channel, INPUT_KEY};
 use crate::json;
 use crate::message::{self, RequestId};
 use crate::policy::{Decision, Rule};
 use crate::reply;
+
+/// The approval command's run about a 2026-07-28 question, by the question's nonce: the
+/// question itself went to the client with the result, and the answer comes with the retry.
+#[derive(Debug)]
+pub(super) struct ModernAsk {
+    /// The command's run, while it runs.
+    pub(super) job: Option<u64>,
+    /// What the command answered, if it answered before the retry came.
+    pub(super) answer: Option<Answer>,
+    pub(super) deadline: Instant,
+    pub(super) code: String,
+}
 
 impl Session {
     /// Answers `id` with the approval question as an `InputRequiredResult`.
@@ -40,9 +52,34 @@ impl Session {
     ) {
         let question = self.question(tool, arguments, rule);
         let digest = arguments_digest(arguments);
-        let state = self
-            .sealer
-            .seal(tool, &digest, now, self.settings.approval.timeout);
+        let timeout = self.settings.approval.timeout;
+        let (state, nonce) = self.sealer.seal_numbered(tool, &digest, now, timeout);
+        // Every channel is asked at once: the approval command runs while the client shows its
+        // form, and whichever answers first decides when the retry comes.
+        let settings = &self.settings.approval;
+        if let Some(command) = settings
+            .command
+            .clone()
+            .filter(|_| settings.allows(Channel::Command))
+        {
+            let job = self.next_job();
+            out.push(Effect::RunApprover(ApproverJob {
+                id: job,
+                command,
+                input: question.command_input(&self.settings.session_id, timeout),
+                timeout,
+            }));
+            out.push(Effect::Wake(now + timeout));
+            self.modern_asks.insert(
+                nonce,
+                ModernAsk {
+                    job: Some(job),
+                    answer: None,
+                    deadline: now + timeout,
+                    code: question.code.clone(),
+                },
+            );
+        }
         info!(
             tool = %tool, %id, rule = rule.number, code = %question.code,
             "asking for a person's approval (2026-07-28 input request)"
@@ -143,7 +180,26 @@ impl Session {
             }
         };
         let digest = arguments_digest(arguments);
-        if let Err(broken) = self.sealer.open(state, tool, &digest, now) {
+        let opened = self.sealer.open_numbered(state, tool, &digest, now);
+        // The approval command asked about the same question, if one runs: its answer, if it
+        // came first, decides; otherwise it is withdrawn.
+        let ask = opened
+            .as_ref()
+            .ok()
+            .and_then(|nonce| self.modern_asks.remove(nonce));
+        let code = ask.as_ref().map(|a| a.code.clone());
+        let command_answer = match ask {
+            Some(ModernAsk {
+                answer: Some(answer),
+                ..
+            }) => Some(answer),
+            Some(ModernAsk { job: Some(job), .. }) => {
+                out.push(Effect::CancelApprover(job));
+                None
+            }
+            _ => None,
+        };
+        if let Err(broken) = opened {
             let why = match broken {
                 Broken::Expired => ApprovalRefusal::TimedOut {
                     after: self.settings.approval.timeout,
@@ -157,17 +213,31 @@ impl Session {
             self.answer(batch, line, out);
             return;
         }
-        let answer = json::get(params, "inputResponses")
-            .and_then(|responses| json::get(responses, INPUT_KEY))
-            .map(approval::read_elicit_result)
-            .unwrap_or_else(|| {
-                Answer::unclear("the retry carried no answer to the approval question")
-            });
+        let (answer, channel) = match command_answer {
+            Some(answer) => (answer, "command"),
+            None => (
+                json::get(params, "inputResponses")
+                    .and_then(|responses| json::get(responses, INPUT_KEY))
+                    .map(approval::read_elicit_result)
+                    .unwrap_or_else(|| {
+                        Answer::unclear("the retry carried no answer to the approval question")
+                    }),
+                "elicitation",
+            ),
+        };
         match answer {
             refused @ (Answer::Deny { .. } | Answer::Unclear { .. }) => {
-                let why = ApprovalRefusal::from_answer("elicitation", refused);
-                let line =
-                    self.refuse_approval(&id, tool, &rule, &why, style, modern, arguments, None);
+                let why = ApprovalRefusal::from_answer(channel, refused);
+                let line = self.refuse_approval(
+                    &id,
+                    tool,
+                    &rule,
+                    &why,
+                    style,
+                    modern,
+                    arguments,
+                    code.as_deref(),
+                );
                 self.answer(batch, line, out);
             }
             approved => {
@@ -181,11 +251,11 @@ impl Session {
                     ("approved", "approve_once")
                 };
                 let record = crate::audit::ApprovalRecord {
-                    channel: Some("elicitation".to_owned()),
+                    channel: Some(channel.to_owned()),
                     outcome: outcome.to_owned(),
                     note: None,
                     by: None,
-                    code: None,
+                    code,
                 };
                 self.audit(
                     Some(&id),

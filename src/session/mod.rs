@@ -90,6 +90,8 @@ pub struct Session {
     fleet_notifications: Vec<fleet::StoreHeld>,
     /// The session's id, shared by its audit records.
     session_tag: Arc<str>,
+    /// Approval commands asked about 2026-07-28 questions, by the question's nonce.
+    modern_asks: std::collections::HashMap<u64, input_required::ModernAsk>,
     /// The child can take no more input; requests are answered here instead.
     child_gone: bool,
 }
@@ -132,6 +134,7 @@ impl Session {
             next_job: counter(8) >> 16,
             fleet_notifications: Vec::new(),
             session_tag,
+            modern_asks: std::collections::HashMap::new(),
             child_gone: false,
         }
     }

@@ -356,10 +356,21 @@ impl LogFile {
             self.open()?;
             let file = self.file.as_ref().expect("opened above");
             let _lock = Flock::exclusive(file)?;
-            return write_counted(file, lines, &mut self.written);
+            return write_whole(file, lines, 0, &mut self.written);
         }
-        write_counted(file, lines, &mut self.written)
+        write_whole(file, lines, size, &mut self.written)
     }
+}
+
+/// Writes `lines` to a file of `size` bytes (under its lock), or nothing: a write that fails
+/// partway is cut back, so that no half line stays for another proxy's lines to land in; the
+/// whole batch is retried later.
+fn write_whole(file: &File, lines: &[u8], size: u64, written: &mut usize) -> io::Result<()> {
+    let result = write_counted(file, lines, written);
+    if result.is_err() && *written > 0 && file.set_len(size).is_ok() {
+        *written = 0;
+    }
+    result
 }
 
 /// Writes all of `lines`, counting in `written` what reached the file even when a later write

@@ -120,6 +120,30 @@ impl Session {
             let held = self.fleet_notifications.swap_remove(at);
             let arguments = held_arguments(&held.line);
             let on_error = self.settings.store_on_error;
+            // Judged again, as a request is: a reload, a changed tool or a failed required log
+            // while the store decided drops it.
+            let policy_call = crate::policy::Call {
+                tool: &held.tool,
+                arguments: arguments.as_deref(),
+                tool_info: self.catalog.get(&held.tool),
+            };
+            let decision = self.policy.evaluate(&policy_call, &mut self.state, now);
+            let blocked = self
+                .pre_refusal(
+                    None,
+                    &held.tool,
+                    arguments.as_deref(),
+                    held.style,
+                    held.modern,
+                )
+                .is_some();
+            if blocked || !matches!(decision, Decision::StoreCheck { .. }) {
+                if !blocked {
+                    self.audit_decision(None, &held.tool, &decision, arguments.as_deref());
+                }
+                info!(tool = %held.tool, "dropped a tools/call without an id: the rules changed while the store decided");
+                return;
+            }
             match outcome {
                 Ok(Admission::Admitted) => {
                     self.audit(
@@ -202,10 +226,21 @@ impl Session {
             tool_info: self.catalog.get(&held.tool),
         };
         let decision = self.policy.evaluate(&policy_call, &mut self.state, now);
-        if !matches!(decision, Decision::StoreCheck { .. }) && call.batch.is_none() {
+        if !matches!(decision, Decision::StoreCheck { .. }) {
             info!(tool = %held.tool, %id, "the rules changed while the call waited for the store; judging it again");
-            self.rejudge(held.line, now, out);
-            return;
+            if call.batch.is_none() {
+                self.rejudge(held.line, now, out);
+                return;
+            }
+            // In a batch, whose answer waits for this call: anything but an allow is refused
+            // here, with what the rules say now.
+            if !decision.is_allowed() {
+                self.audit_decision(Some(&id), &held.tool, &decision, arguments.as_deref());
+                let line =
+                    refusal::policy_refusal(&id, &held.tool, &decision, held.style, held.modern);
+                self.deliver(&call, Cow::Owned(line), out);
+                return;
+            }
         }
         if let Some(line) = self.pre_refusal(
             Some(&id),

@@ -454,3 +454,19 @@ fn local_references_in_a_schema_are_followed() {
         Holds::Unjudgeable(_)
     ));
 }
+
+#[test]
+fn a_mixed_list_does_not_judge_an_untyped_value_of_another_kind() {
+    let listed = test(
+        "x",
+        Op::In(vec![Literal::Str("a".into()), Literal::Int(5)]),
+        false,
+        false,
+    );
+    assert!(matches!(
+        judge(&listed, r#"{"x":"5"}"#, None),
+        Holds::Unjudgeable(_)
+    ));
+    let typed = r#"{"properties":{"x":{"type":"string"}}}"#;
+    assert_eq!(judge(&listed, r#"{"x":"5"}"#, Some(typed)), Holds::No);
+}

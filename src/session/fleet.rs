@@ -129,13 +129,9 @@ impl Session {
             };
             let decision = self.policy.evaluate(&policy_call, &mut self.state, now);
             let blocked = self
-                .pre_refusal(
-                    None,
-                    &held.tool,
-                    arguments.as_deref(),
-                    held.style,
-                    held.modern,
-                )
+                .pre_refusal(None, &held.tool, arguments.as_deref(), || {
+                    (held.style, held.modern)
+                })
                 .is_some();
             if blocked || !matches!(decision, Decision::StoreCheck { .. }) {
                 if !blocked {
@@ -242,13 +238,9 @@ impl Session {
                 return;
             }
         }
-        if let Some(line) = self.pre_refusal(
-            Some(&id),
-            &held.tool,
-            arguments.as_deref(),
-            held.style,
-            held.modern,
-        ) {
+        if let Some(line) = self.pre_refusal(Some(&id), &held.tool, arguments.as_deref(), || {
+            (held.style, held.modern)
+        }) {
             self.deliver(&call, Cow::Owned(line), out);
             return;
         }

@@ -416,9 +416,9 @@ impl Session {
             self.rejudge(held.line, now, out);
             return;
         }
-        if let Some(line) =
-            self.pre_refusal(Some(id), &held.tool, arguments, held.style, held.modern)
-        {
+        if let Some(line) = self.pre_refusal(Some(id), &held.tool, arguments, || {
+            (held.style, held.modern)
+        }) {
             self.deliver(&call, Cow::Owned(line), out);
             return;
         }

@@ -111,9 +111,15 @@ impl Session {
             return;
         };
         let arguments = request.params.and_then(|p| json::get(p, "arguments"));
-        let style = self.style_for(request.params);
-        let modern = self.era.is_modern(request.meta);
-        if let Some(line) = self.pre_refusal(request.id.as_ref(), &tool, arguments, style, modern) {
+        // The refusal's shape is worked out only for a refusal: reading `params` for a `task`
+        // is not work every call should pay.
+        let shape = || {
+            (
+                self.style_for(request.params),
+                self.era.is_modern(request.meta),
+            )
+        };
+        if let Some(line) = self.pre_refusal(request.id.as_ref(), &tool, arguments, shape) {
             if request.id.is_some() {
                 self.answer(batch, line, out);
             }
@@ -276,10 +282,10 @@ impl Session {
         id: Option<&RequestId>,
         tool: &str,
         arguments: Option<&[u8]>,
-        style: ViolationStyle,
-        modern: bool,
+        shape: impl FnOnce() -> (ViolationStyle, bool),
     ) -> Option<Vec<u8>> {
         if self.audit_refusing() {
+            let (style, modern) = shape();
             // The log is required and cannot be written: no decision can be recorded, so none
             // is made (fail closed).
             return Some(refusal::audit_unavailable_refusal(
@@ -293,6 +299,7 @@ impl Session {
             && let Some(what) = self.catalog.changed(tool)
         {
             info!(tool = %tool, "refused a call to a tool whose definition changed: {what}");
+            let (style, modern) = shape();
             self.audit(id, tool, "tool_changed", None, Some(what), arguments, None);
             return Some(refusal::tool_changed_refusal(
                 id.unwrap_or(&RequestId::Small(0)),

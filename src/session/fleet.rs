@@ -119,7 +119,6 @@ impl Session {
         if let Some(at) = self.fleet_notifications.iter().position(|h| h.job == job) {
             let held = self.fleet_notifications.swap_remove(at);
             let arguments = held_arguments(&held.line);
-            let on_error = self.settings.store_on_error;
             // Judged again, as a request is: a reload, a changed tool or a failed required log
             // while the store decided drops it.
             let policy_call = crate::policy::Call {
@@ -140,57 +139,10 @@ impl Session {
                 info!(tool = %held.tool, "dropped a tools/call without an id: the rules changed while the store decided");
                 return;
             }
-            match outcome {
-                Ok(Admission::Admitted) => {
-                    self.audit(
-                        None,
-                        &held.tool,
-                        "allow",
-                        Some(&held.rule),
-                        None,
-                        arguments.as_deref(),
-                        None,
-                    );
-                    self.forward(Cow::Owned(held.line), None, out);
-                }
-                Err(err) if on_error == OnError::Allow => {
-                    let why = format!("the store could not decide ({err}); on_error = \"allow\"");
-                    self.audit(
-                        None,
-                        &held.tool,
-                        "allow",
-                        Some(&held.rule),
-                        Some(&why),
-                        arguments.as_deref(),
-                        None,
-                    );
-                    self.forward(Cow::Owned(held.line), None, out);
-                }
-                Ok(Admission::Refused { .. }) => {
-                    self.audit(
-                        None,
-                        &held.tool,
-                        "rate_limited",
-                        Some(&held.rule),
-                        None,
-                        arguments.as_deref(),
-                        None,
-                    );
-                    info!(tool = %held.tool, "dropped a tools/call without an id: the fleet-wide limit refused it");
-                }
-                Err(err) => {
-                    let why = format!("the store could not decide: {err}");
-                    self.audit(
-                        None,
-                        &held.tool,
-                        "limit_unavailable",
-                        Some(&held.rule),
-                        Some(&why),
-                        arguments.as_deref(),
-                        None,
-                    );
-                    info!(tool = %held.tool, "dropped a tools/call without an id: {why}");
-                }
+            if self.record_store_outcome(None, &held, arguments.as_deref(), &outcome) {
+                self.forward(Cow::Owned(held.line), None, out);
+            } else {
+                info!(tool = %held.tool, "dropped a tools/call without an id: the fleet-wide limit did not admit it");
             }
             return;
         }
@@ -244,67 +196,32 @@ impl Session {
             self.deliver(&call, Cow::Owned(line), out);
             return;
         }
-        let forward = match outcome {
-            Ok(Admission::Admitted) => {
-                let decision = Decision::Allow {
-                    rule: Some(held.rule.clone()),
-                };
-                self.audit_decision(Some(&id), &held.tool, &decision, arguments.as_deref());
-                true
-            }
-            Ok(Admission::Refused { retry_after }) => {
-                let decision = Decision::RateLimited {
-                    rule: held.rule.clone(),
-                    retry_after,
-                };
-                self.audit_decision(Some(&id), &held.tool, &decision, arguments.as_deref());
-                let text = refusal::refusal_text(&held.tool, &decision);
-                info!(tool = %held.tool, %id, "{text}");
-                let line =
-                    refusal::policy_refusal(&id, &held.tool, &decision, held.style, held.modern);
-                self.deliver(&call, Cow::Owned(line), out);
-                false
-            }
-            Err(err) => match self.settings.store_on_error {
-                OnError::Allow => {
-                    let why = format!("the store could not decide ({err}); on_error = \"allow\"");
-                    self.audit(
-                        Some(&id),
-                        &held.tool,
-                        "allow",
-                        Some(&held.rule),
-                        Some(&why),
-                        arguments.as_deref(),
-                        None,
-                    );
-                    warn!(tool = %held.tool, %id, "the fleet-wide limit could not be checked ({err}); forwarding the call uncounted, as on_error = \"allow\" says");
-                    true
+        let forward = self.record_store_outcome(Some(&id), &held, arguments.as_deref(), &outcome);
+        if !forward {
+            let line = match &outcome {
+                Ok(Admission::Refused { retry_after }) => {
+                    let decision = Decision::RateLimited {
+                        rule: held.rule.clone(),
+                        retry_after: *retry_after,
+                    };
+                    info!(tool = %held.tool, %id, "{}", refusal::refusal_text(&held.tool, &decision));
+                    refusal::policy_refusal(&id, &held.tool, &decision, held.style, held.modern)
                 }
-                OnError::Deny => {
-                    let why = format!("the store could not decide: {err}");
-                    self.audit(
-                        Some(&id),
-                        &held.tool,
-                        "limit_unavailable",
-                        Some(&held.rule),
-                        Some(&why),
-                        arguments.as_deref(),
-                        None,
-                    );
-                    let line = refusal::limit_unavailable_refusal(
+                Err(err) => {
+                    info!(tool = %held.tool, %id, "refused: the fleet-wide limit could not be checked: {err}");
+                    refusal::limit_unavailable_refusal(
                         &id,
                         &held.tool,
                         &held.rule,
-                        &err,
+                        err,
                         held.style,
                         held.modern,
-                    );
-                    info!(tool = %held.tool, %id, "refused: the fleet-wide limit could not be checked: {err}");
-                    self.deliver(&call, Cow::Owned(line), out);
-                    false
+                    )
                 }
-            },
-        };
+                Ok(Admission::Admitted) => unreachable!("an admitted call is forwarded"),
+            };
+            self.deliver(&call, Cow::Owned(line), out);
+        }
         if !forward {
             return;
         }
@@ -319,6 +236,46 @@ impl Session {
             line: Cow::Owned(held.line),
             request: Some(id),
         });
+    }
+
+    /// Records what the store's answer makes of a call, and says whether it is forwarded:
+    /// admitted, or not decided with `on_error = "allow"` (uncounted).
+    fn record_store_outcome(
+        &self,
+        id: Option<&RequestId>,
+        held: &StoreHeld,
+        arguments: Option<&[u8]>,
+        outcome: &Result<Admission, StoreError>,
+    ) -> bool {
+        let (decision, why, forward) = match outcome {
+            Ok(Admission::Admitted) => ("allow", None, true),
+            Ok(Admission::Refused { .. }) => ("rate_limited", None, false),
+            Err(err) if self.settings.store_on_error == OnError::Allow => {
+                warn!(tool = %held.tool, "the fleet-wide limit could not be checked ({err}); forwarding the call uncounted, as on_error = \"allow\" says");
+                (
+                    "allow",
+                    Some(format!(
+                        "the store could not decide ({err}); on_error = \"allow\""
+                    )),
+                    true,
+                )
+            }
+            Err(err) => (
+                "limit_unavailable",
+                Some(format!("the store could not decide: {err}")),
+                false,
+            ),
+        };
+        self.audit(
+            id,
+            &held.tool,
+            decision,
+            Some(&held.rule),
+            why.as_deref(),
+            arguments,
+            None,
+        );
+        forward
     }
 
     /// Ends every call waiting for the store with an error carrying `message`.

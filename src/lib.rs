@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod framing;
 pub mod json;
+pub mod logging;
 pub mod message;
 pub mod policy;
 pub mod relay;
@@ -30,7 +31,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
@@ -42,23 +42,6 @@ use crate::session::{Session, Settings};
 /// How long the exit waits for the audit log to be written: a disk that hangs must not keep
 /// the proxy from exiting.
 const AUDIT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Sends logs to stderr: `--log-level`, else RUST_LOG, else "info".
-pub fn init_logging(level: Option<&str>) {
-    let filter = match level {
-        Some(level) => EnvFilter::try_new(level),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
-    }
-    .unwrap_or_else(|err| {
-        eprintln!("mcp-policy-proxy: invalid log level ({err}); using \"info\"");
-        EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
 
 /// Does what the command line says; the caller prints an error once and exits with its code.
 pub fn run(mut cli: Cli) -> Result<ExitCode, Error> {

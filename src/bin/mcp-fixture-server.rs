@@ -70,6 +70,15 @@ fn main() -> ExitCode {
     if config.stderr_hello {
         eprintln!("fixture: started");
     }
+    if config.stderr_flood {
+        // Writes stderr for as long as it takes writes: a host that stops reading it must not
+        // stall the server's stdout or the proxy.
+        thread::spawn(|| {
+            let line = format!("fixture: {}\n", "noise ".repeat(100));
+            let mut stderr = io::stderr();
+            while stderr.write_all(line.as_bytes()).is_ok() {}
+        });
+    }
     if let Some(path) = &config.pidfile
         && let Err(error) = write_pidfile(path)
     {
@@ -117,6 +126,8 @@ struct Config {
     ignore_sigterm: bool,
     /// `FIXTURE_STDERR_HELLO=1`: print "fixture: started" to stderr.
     stderr_hello: bool,
+    /// `FIXTURE_STDERR_FLOOD=1`: write stderr without end from a thread of its own.
+    stderr_flood: bool,
     /// `FIXTURE_LOG`: append every received line here.
     log: Option<PathBuf>,
     /// `FIXTURE_PIDFILE`: write the pid here at start.
@@ -146,6 +157,7 @@ impl Config {
             ignore_eof: flag("FIXTURE_IGNORE_EOF"),
             ignore_sigterm: flag("FIXTURE_IGNORE_SIGTERM"),
             stderr_hello: flag("FIXTURE_STDERR_HELLO"),
+            stderr_flood: flag("FIXTURE_STDERR_FLOOD"),
             log: text("FIXTURE_LOG").map(PathBuf::from),
             pidfile: text("FIXTURE_PIDFILE").map(PathBuf::from),
         }

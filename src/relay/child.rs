@@ -1,7 +1,9 @@
 //! The child: the real MCP server, started, signalled and reaped.
 //!
-//! The child inherits the proxy's environment plus the configured additions, and its stderr
-//! goes straight to the proxy's stderr, so it can never block on a full pipe. On Linux it gets
+//! The child inherits the proxy's environment plus the configured additions. Its stderr is a
+//! pipe that a thread of the proxy's reads and passes on to the proxy's own stderr through the
+//! log's queue (`logging`), so a host that never reads stderr stalls neither the child nor the
+//! proxy. On Linux it gets
 //! a parent-death signal, so it cannot outlive a proxy that was killed.
 
 use std::ffi::OsString;
@@ -48,7 +50,7 @@ pub fn spawn(command: &ChildCommand) -> std::io::Result<Spawned> {
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     if let Some(cwd) = &command.cwd {
         cmd.current_dir(cwd);
     }
@@ -71,6 +73,16 @@ pub fn spawn(command: &ChildCommand) -> std::io::Result<Spawned> {
         }
     }
     let mut child = cmd.spawn()?;
+    let stderr = std::fs::File::from(
+        child
+            .stderr
+            .take()
+            .expect("stderr is piped")
+            .into_owned_fd()?,
+    );
+    std::thread::Builder::new()
+        .name("child-stderr".into())
+        .spawn(move || crate::logging::pass_on(stderr))?;
     // Taken out of the runtime's reactor and made blocking again: these ends are ours alone.
     let stdin = Pipe::new(
         child

@@ -18,6 +18,7 @@ pub mod framing;
 pub mod json;
 pub mod logging;
 pub mod message;
+pub mod os;
 pub mod policy;
 pub mod relay;
 pub mod reload;

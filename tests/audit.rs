@@ -28,6 +28,7 @@ fn finish(mut proxy: Proxy) -> Proxy {
     proxy
 }
 
+#[cfg(unix)]
 #[test]
 fn one_record_per_decision_with_its_fields_and_no_secret() {
     let dir = TempDir::new();

@@ -337,6 +337,7 @@ fn a_server_that_ignores_sigterm_gets_sigkill_within_about_two_seconds() {
     wait_gone(pid, Duration::from_secs(1));
 }
 
+#[cfg(unix)]
 #[test]
 fn sigterm_to_the_proxy_reaches_the_server() {
     let mut proxy = Proxy::start(POLICY);
@@ -348,6 +349,7 @@ fn sigterm_to_the_proxy_reaches_the_server() {
     wait_gone(pid, Duration::from_secs(1));
 }
 
+#[cfg(unix)]
 #[test]
 fn the_server_cannot_outlive_a_killed_proxy() {
     let mut proxy = Proxy::with_config(POLICY)

@@ -15,6 +15,7 @@ fn write_policy(proxy: &Proxy, text: &str) {
 }
 
 /// Sends SIGHUP and waits until the proxy has handled it `n` times (counting its log lines).
+#[cfg(unix)]
 fn reload(proxy: &Proxy, n: usize) {
     proxy.signal(libc::SIGHUP);
     let start = std::time::Instant::now();
@@ -28,6 +29,7 @@ fn reload(proxy: &Proxy, n: usize) {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn sighup_adds_a_rule_and_the_next_call_obeys_it() {
     let mut proxy = Proxy::start("[policy]\ndefault = \"allow\"\n");
@@ -46,6 +48,7 @@ fn sighup_adds_a_rule_and_the_next_call_obeys_it() {
     assert!(proxy.stderr_has("reloaded the policy"));
 }
 
+#[cfg(unix)]
 #[test]
 fn a_rate_limit_keeps_its_count_across_a_reload() {
     let limited = "[[rules]]\nname = \"writes\"\ntool = \"valkey_write\"\naction = \"allow\"\nrate_limit = { max = 2, window = \"60s\" }\n";
@@ -70,6 +73,7 @@ fn a_rate_limit_keeps_its_count_across_a_reload() {
     assert_eq!(facts(&third)["rule"], 2);
 }
 
+#[cfg(unix)]
 #[test]
 fn an_invalid_file_keeps_the_old_policy_and_says_where_it_is_wrong() {
     let mut proxy = Proxy::start("[[rules]]\ntool = \"valkey_write\"\naction = \"deny\"\n");
@@ -114,6 +118,7 @@ fn an_edited_file_is_picked_up_without_a_signal() {
     assert_eq!(facts(&answer)["reason"], "edited");
 }
 
+#[cfg(unix)]
 #[test]
 fn server_changes_are_reported_as_needing_a_restart() {
     let mut proxy = Proxy::start("[limits]\nmax_line_bytes = 100000\n");

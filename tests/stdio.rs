@@ -1,6 +1,9 @@
 //! The proxy's own stdin and stdout as whatever the client hands it: regular files, a socket,
 //! a pipe someone else made non-blocking. The pumps use blocking reads and writes and never
 //! change the descriptors' flags; these tests drive the real binary through each kind.
+// Unix: descriptors, sockets and O_NONBLOCK; the test of pipe sizes is Linux only (F_GETPIPE_SZ,
+// /proc). Windows has no non-blocking anonymous pipes; its stdio is driven by the Wine smoke test.
+#![cfg(unix)]
 
 mod common;
 
@@ -147,15 +150,13 @@ fn a_non_blocking_stdin_pipe_is_waited_on_and_left_as_it_was() {
     assert_eq!(now, flags, "the proxy changed its stdin's flags");
 }
 
-/// A pipe as two files.
+/// A pipe as two files (close-on-exec, as std makes every pipe).
 fn pipe() -> (File, File) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-    use std::os::fd::FromRawFd as _;
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+    let (read, write) = std::io::pipe().expect("a pipe");
+    (
+        File::from(OwnedFd::from(read)),
+        File::from(OwnedFd::from(write)),
+    )
 }
 
 /// Sets O_NONBLOCK on the file's open description; returns the new flags.
@@ -169,21 +170,31 @@ fn set_nonblocking(file: &File) -> i32 {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn pipe_size(file: &File) -> i32 {
     // SAFETY: F_GETPIPE_SZ on a descriptor we own.
     unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETPIPE_SZ) }
 }
 
 /// The size of the pipe a process's descriptor `fd` is, read through `/proc`.
+#[cfg(target_os = "linux")]
 fn pipe_size_of(pid: u32, fd: u32) -> i32 {
     let file = File::open(format!("/proc/{pid}/fd/{fd}")).unwrap();
     pipe_size(&file)
 }
 
-/// The proxy's child, the fixture server.
+/// The proxy's child, the fixture server (not its watchdog, a `sh`).
+#[cfg(target_os = "linux")]
 fn child_of(pid: u32) -> u32 {
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
-    children.split_whitespace().next().unwrap().parse().unwrap()
+    children
+        .split_whitespace()
+        .map(|child| child.parse().unwrap())
+        .find(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("mcp-fixture"))
+        })
+        .expect("the fixture is a child of the proxy")
 }
 
 /// Pipes keep their default 64 KiB while messages are small (pipe buffers count against a
@@ -191,6 +202,7 @@ fn child_of(pid: u32) -> u32 {
 /// child's stdout pipe to 1 MiB, so later large results cross in fewer writes, reads and
 /// wake-ups. A stdout pipe already larger is never shrunk. Either way the session works as
 /// before.
+#[cfg(target_os = "linux")]
 #[test]
 fn pipes_grow_for_the_first_large_message_and_never_shrink() {
     const MIB: i32 = 1024 * 1024;

@@ -383,6 +383,7 @@ async fn a_killed_store_answers_within_the_budget_then_at_once_and_recovers_by_i
     eprintln!("logs:\n{text}");
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn a_stopped_store_costs_one_budget_then_nothing_and_is_used_again_when_it_resumes() {
     let valkey = Valkey::standalone();

@@ -5,11 +5,11 @@
 //! parsing. The benchmark runs it as a separate process (this same executable, re-run with
 //! [`RELAY_ENV`] set), so it pays the same process and pipe costs as the proxy.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 use std::process::{Command, ExitCode, Stdio};
 use std::thread;
+
+use mcp_policy_proxy::os;
 
 /// Set in the environment of the bench executable to run it as the relay.
 pub const RELAY_ENV: &str = "MCP_POLICY_PROXY_BENCH_RELAY";
@@ -38,7 +38,7 @@ pub fn run(command: &[String]) -> ExitCode {
     let mut child_in = child.stdin.take().expect("piped");
     let mut child_out = child.stdout.take().expect("piped");
     // Unbuffered duplicates of our stdin and stdout: std's own handles buffer stdout by line.
-    let (mut stdin, mut stdout) = match (own(io::stdin().as_fd()), own(io::stdout().as_fd())) {
+    let (mut stdin, mut stdout) = match (os::pipe::stdin(), os::pipe::stdout()) {
         (Ok(stdin), Ok(stdout)) => (stdin, stdout),
         (Err(err), _) | (_, Err(err)) => {
             eprintln!("byte relay: cannot duplicate stdio: {err}");
@@ -54,10 +54,6 @@ pub fn run(command: &[String]) -> ExitCode {
         Ok(status) if status.success() => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     }
-}
-
-fn own(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<File> {
-    fd.try_clone_to_owned().map(File::from)
 }
 
 fn copy(from: &mut impl Read, to: &mut impl Write) {

@@ -6,10 +6,33 @@
 
 use std::process::Stdio;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use tracing::{info, warn};
 
 use super::{Answer, ApproverJob, read_command_output};
+use crate::os::process::{self, Detach};
+
+/// Passes the program's stderr on to the proxy's log, line by line.
+async fn pass_on(stderr: tokio::process::ChildStderr) {
+    let mut lines = tokio::io::BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut lines)
+            .take(16 * 1024)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if line.last() != Some(&b'\n') {
+                    line.push(b'\n');
+                }
+                crate::logging::line(std::mem::take(&mut line));
+            }
+        }
+    }
+}
 
 /// How long past its time-out the program may run before it kills itself here, should the
 /// session's withdrawal not come (it always comes first: see `run`).
@@ -18,46 +41,31 @@ const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The most of the program's stdout that is read: one line of JSON is all it may say.
 const MAX_OUTPUT: u64 = 64 * 1024;
 
-/// Kills the program's whole process group when dropped: on the time-out, or when the task
-/// running it is aborted because the question was answered another way.
-struct GroupGuard(Option<u32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
-            // SAFETY: kill(2) with a negative pid signals a process group; it has no memory
-            // effects. The group is the program's own (it called setsid), so nothing else is hit.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
 /// Runs `job` and reads its answer. Any failure is a refusal with a note saying why.
 pub async fn run(job: ApproverJob) -> Answer {
     let Some((program, args)) = job.command.split_first() else {
         return deny("no approval command is configured");
     };
-    let mut command = tokio::process::Command::new(program);
+    let mut command =
+        tokio::process::Command::from(process::command(std::ffi::OsStr::new(program)));
     command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: setsid(2) is async-signal-safe, and nothing else runs between fork and exec. It
-    // takes the program away from any controlling terminal (the person answers in a dialog or a
-    // chat, never on a terminal the agent may share) and makes it the leader of its own process
-    // group, so that the whole group can be killed at the time-out.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    // A session of its own: away from any controlling terminal (the person answers in a dialog
+    // or a chat, never on a terminal the agent may share), and a tree that ends at the time-out,
+    // when the question is withdrawn, or with the proxy.
+    let started = process::prepare(command.as_std_mut(), Detach::Session).and_then(|guard| {
+        let child = command
+            .spawn()
+            .map_err(|err| process::spawn_error(command.as_std(), err))?;
+        let tree = guard.started(&child)?;
+        Ok((child, tree))
+    });
+    let (mut child, tree) = match started {
+        Ok(started) => started,
         Err(err) => {
             warn!("cannot start the approval command `{program}`: {err}");
             return deny(&format!(
@@ -65,7 +73,10 @@ pub async fn run(job: ApproverJob) -> Answer {
             ));
         }
     };
-    let guard = GroupGuard(child.id());
+    // Its stderr joins the proxy's log, never waited on.
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(pass_on(stderr));
+    }
     // The session's own deadline refuses the call at `job.timeout` and withdraws this run; the
     // grace keeps the two from racing, so a slow program always ends as a time-out.
     let outcome = tokio::time::timeout(job.timeout + KILL_GRACE, async {
@@ -92,8 +103,8 @@ pub async fn run(job: ApproverJob) -> Answer {
         Ok((Err(err), _)) => deny(&format!("cannot wait for the approval command ({err})")),
         Ok((Ok(status), stdout)) => read_command_output(status.success(), &stdout),
     };
-    // The program has exited; its group may still hold children it left behind.
-    drop(guard);
+    // The program has exited; its tree may still hold children it left behind.
+    drop(tree);
     answer
 }
 

@@ -4,12 +4,13 @@
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::desktop::*;
 use super::display::visible;
+use crate::os::process::{self, Detach};
 
 /// A dialog program we know how to drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,14 +183,10 @@ pub enum Ended {
 
 impl From<ExitStatus> for Ended {
     fn from(status: ExitStatus) -> Self {
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::ExitStatusExt as _;
-            if let Some(signal) = status.signal() {
-                return Ended::Signal(signal);
-            }
+        if let Some(signal) = process::signal_of(status) {
+            return Ended::Signal(signal);
         }
-        // Without a code and without a signal (not on Unix): anything but 0.
+        // Without a code and without a signal: anything but 0.
         Ended::Code(status.code().unwrap_or(-1))
     }
 }
@@ -263,18 +260,7 @@ pub(super) fn find_program(name: &str, path: Option<&OsStr>) -> Option<PathBuf> 
 }
 
 pub(super) fn is_executable(path: &Path) -> bool {
-    let Ok(meta) = path.metadata() else {
-        return false;
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        meta.is_file() && meta.permissions().mode() & 0o111 != 0
-    }
-    #[cfg(not(unix))]
-    {
-        meta.is_file()
-    }
+    crate::os::file::is_executable(path)
 }
 
 /// Runs the dialog with no stdin, collects what it prints, and kills it if it is still up after
@@ -285,7 +271,7 @@ pub(super) fn run_dialog(
     args: &[String],
     limit: Duration,
 ) -> std::io::Result<Finished> {
-    let mut command = Command::new(program);
+    let mut command = process::command(program.as_os_str());
     command
         .args(args)
         .stdin(Stdio::null())
@@ -296,8 +282,13 @@ pub(super) fn run_dialog(
             command.env_remove(name);
         }
     }
-    die_with_parent(&mut command);
-    let mut child = command.spawn()?;
+    // Its tree ends when we return, and with us if the proxy kills us at its time-out: the
+    // dialog must not stay on screen asking a question whose answer nobody reads.
+    let guard = process::prepare(&mut command, Detach::Group)?;
+    let mut child = command
+        .spawn()
+        .map_err(|err| process::spawn_error(&command, err))?;
+    let _tree = guard.started(&child)?;
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());
     let deadline = Instant::now() + limit;
@@ -346,37 +337,3 @@ pub(super) fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receive
     }
     rx
 }
-
-/// If the proxy kills us at its time-out, the dialog must not stay on screen asking a question
-/// whose answer nobody reads.
-#[cfg(target_os = "linux")]
-pub(super) fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt as _;
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the child between fork and exec, and calls only prctl and
-    // getppid, which are async-signal-safe and allocate nothing.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // We may have died before prctl took effect.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::other(
-                    "the approver exited before the dialog started",
-                ));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(super) fn die_with_parent(_command: &mut Command) {}

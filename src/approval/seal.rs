@@ -158,11 +158,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A key for this process: 32 bytes from the operating system's random source.
-pub fn fresh_key() -> std::io::Result<[u8; 32]> {
-    use std::io::Read as _;
+/// A key for this process: 32 bytes from the operating system's own random source, on every
+/// platform (the `getrandom` crate). There is no other source: when the OS gives none, there
+/// is no key, and approval by `requestState` is refused rather than sealed with something
+/// weaker.
+pub fn fresh_key() -> Result<[u8; 32], String> {
+    key_from(getrandom::fill)
+}
+
+/// A key from `source`, which fills a buffer or fails.
+pub fn key_from(
+    source: impl FnOnce(&mut [u8]) -> Result<(), getrandom::Error>,
+) -> Result<[u8; 32], String> {
     let mut key = [0; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    source(&mut key).map_err(|err| format!("the OS random source failed: {err}"))?;
     Ok(key)
 }
 

@@ -3,8 +3,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::fd::AsRawFd as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -317,12 +315,8 @@ impl LogFile {
     }
 
     fn open(&mut self) -> io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt as _;
         // Readable by its owner only when created: records may hold arguments.
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
+        let file = crate::os::file::private(OpenOptions::new().create(true).append(true))
             .open(&self.settings.path)?;
         self.file = Some(file);
         Ok(())
@@ -337,12 +331,10 @@ impl LogFile {
         }
         let file = self.file.as_ref().expect("opened above");
         let _lock = Flock::exclusive(file)?;
-        // Another proxy may have rotated the file: follow the path, not the old inode.
-        let current = std::fs::metadata(&self.settings.path).ok();
-        let ours = file.metadata()?;
-        let moved = current
-            .as_ref()
-            .is_none_or(|m| m.ino() != ours.ino() || m.dev() != ours.dev());
+        // Another proxy may have rotated the file: follow the path, not the file we hold (an
+        // inode on Unix, a volume and file index on Windows).
+        let current = crate::os::file::identity_at(&self.settings.path).ok();
+        let moved = current != Some(crate::os::file::identity(file)?);
         drop(_lock);
         if moved {
             self.open()?;
@@ -411,31 +403,21 @@ fn rotate(path: &Path, keep: u32) -> io::Result<()> {
     std::fs::rename(path, numbered(1))
 }
 
-/// An exclusive `flock(2)` on a file, released when dropped.
+/// An exclusive lock on a file (the OS's own: `flock` on Unix, `LockFileEx` on Windows),
+/// released when dropped. It is held only across one append or rotation: Windows locks are
+/// mandatory, so a lock held longer would stop `mcp-policy-proxy audit` and other readers.
 struct Flock<'f>(&'f File);
 
 impl<'f> Flock<'f> {
     fn exclusive(file: &'f File) -> io::Result<Flock<'f>> {
-        loop {
-            // SAFETY: flock(2) on a descriptor this File owns; no memory is shared.
-            let done = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if done == 0 {
-                return Ok(Flock(file));
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        file.lock()?;
+        Ok(Flock(file))
     }
 }
 
 impl Drop for Flock<'_> {
     fn drop(&mut self) {
-        // SAFETY: as above; unlocking a lock this process holds.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
+        let _ = self.0.unlock();
     }
 }
 

@@ -61,11 +61,7 @@ const GARBAGE_LINES: &[u8] =
 fn main() -> ExitCode {
     let config = Config::from_env();
     if config.ignore_sigterm {
-        // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code, and nothing
-        // else in this process touches SIGTERM.
-        unsafe {
-            libc::signal(libc::SIGTERM, libc::SIG_IGN);
-        }
+        mcp_policy_proxy::os::own::ignore_terminate();
     }
     if config.stderr_hello {
         eprintln!("fixture: started");
@@ -663,14 +659,11 @@ impl Server {
         if let Some(signal) = arguments
             .get("signal")
             .and_then(Value::as_i64)
-            .and_then(|signal| libc::c_int::try_from(signal).ok())
+            .and_then(|signal| i32::try_from(signal).ok())
         {
-            // SAFETY: restoring the default disposition (FIXTURE_IGNORE_SIGTERM may have set
-            // SIG_IGN) and raising a signal on ourselves; no handler code runs.
-            unsafe {
-                libc::signal(signal, libc::SIG_DFL);
-                libc::raise(signal);
-            }
+            // The default disposition is restored first (FIXTURE_IGNORE_SIGTERM may have set
+            // SIG_IGN).
+            mcp_policy_proxy::os::own::die_by(signal);
         }
         let code = arguments
             .get("code")

@@ -20,18 +20,18 @@ mod sink;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
-use std::os::fd::AsFd as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::approval::{self, Answer, ApproverJob};
 use crate::error::Error;
+use crate::os::process::{self, Stop, Tree};
+use crate::os::shutdown::{Request, Requests};
 use crate::reload::{Reloader, Update};
 use crate::session::fleet::StoreJob;
 use crate::session::{Effect, Session};
@@ -86,7 +86,7 @@ pub async fn run(
     fleet: Option<FleetLimiter>,
 ) -> Result<u8, Error> {
     // Our own ends first: if stdin or stdout is unusable, no server is started.
-    let client_input = Pipe::duplicate(io::stdin().as_fd())
+    let client_input = Pipe::stdin()
         .context("cannot read stdin")
         .map_err(Error::Runtime)?;
     let writer = Arc::new(
@@ -96,6 +96,7 @@ pub async fn run(
     );
     let Spawned {
         mut child,
+        tree,
         stdin,
         stdout,
     } = child::spawn(command).map_err(|source| Error::Spawn {
@@ -133,11 +134,8 @@ pub async fn run(
     let lines = Writer::start(session.clone(), writer.clone(), child_writer.clone())
         .map_err(runtime_error("cannot start the supervisor's writer thread"))?;
 
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(runtime_error("cannot handle SIGTERM"))?;
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(runtime_error("cannot handle SIGINT"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(runtime_error("cannot handle SIGHUP"))?;
+    let mut requests =
+        Requests::new().map_err(runtime_error("cannot listen for shutdown requests"))?;
     // The policy file is looked at this often for changes made without a SIGHUP.
     let mut file_check = tokio::time::interval(POLICY_FILE_CHECK);
     file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -182,44 +180,47 @@ pub async fn run(
                 lock(&session).on_tick(now(), &mut effects);
                 carry_out(effects, &lines, &mut timers, &mut approvers, &mut stores);
             }
-            _ = sighup.recv() => {
-                if let Some(reloader) = &mut reloader {
-                    apply(reloader.reload("SIGHUP"), &session);
-                }
-            }
             _ = file_check.tick(), if reloader.is_some() => {
                 if let Some(reloader) = reloader.as_mut().filter(|r| r.changed()) {
                     apply(reloader.reload("the policy file changed"), &session);
                 }
             }
-            _ = sigterm.recv() => {
-                info!("received SIGTERM; passing it to the MCP server");
-                child::signal(&child, libc::SIGTERM);
-                escalation = Some((tokio::time::Instant::now() + TERM_GRACE, Escalation::Kill));
-            }
-            _ = sigint.recv() => {
-                info!("received SIGINT; passing it to the MCP server");
-                child::signal(&child, libc::SIGINT);
-                escalation = Some((tokio::time::Instant::now() + TERM_GRACE, Escalation::Kill));
-            }
+            request = requests.next() => match request {
+                Request::Reload => {
+                    if let Some(reloader) = &mut reloader {
+                        apply(reloader.reload("SIGHUP"), &session);
+                    }
+                }
+                Request::Terminate | Request::Interrupt => {
+                    let how = if request == Request::Terminate { Stop::Terminate } else { Stop::Interrupt };
+                    info!(?request, "asked to stop; passing it on to the MCP server");
+                    escalation = Some(stop(&tree, how, &child_writer));
+                }
+            },
             _ = sleep_until(deadline), if deadline.is_some() => {
                 match escalation.take().map(|(_, step)| step) {
                     Some(Escalation::Term) => {
-                        info!("the MCP server did not exit after its input closed; sending SIGTERM");
-                        child::signal(&child, libc::SIGTERM);
-                        escalation = Some((tokio::time::Instant::now() + TERM_GRACE, Escalation::Kill));
+                        info!("the MCP server did not exit after its input closed; asking it to stop");
+                        if tree.stop(Stop::Terminate) {
+                            escalation = Some((tokio::time::Instant::now() + TERM_GRACE, Escalation::Kill));
+                        } else {
+                            warn!("the MCP server did not exit after its input closed; ending its process tree");
+                            tree.kill();
+                        }
                     }
                     Some(Escalation::Kill) => {
-                        warn!("the MCP server did not exit after SIGTERM; sending SIGKILL");
-                        child::signal(&child, libc::SIGKILL);
+                        warn!("the MCP server did not exit when asked; killing its process tree");
+                        tree.kill();
                     }
                     None => {}
                 }
             }
         }
     };
-    let how = child::describe(status);
+    let how = process::describe(status);
     info!("the MCP server exited ({how})");
+    // What it started ends with it: a launcher's grandchildren, a daemon it left behind.
+    drop(tree);
     approvers.cancel_all();
 
     // Let its last lines through before answering what it left unanswered.
@@ -236,7 +237,19 @@ pub async fn run(
         writer.close();
     });
     let _ = finished.await;
-    Ok(child::exit_code(status))
+    Ok(process::exit_code(status))
+}
+
+/// Asks the server's tree to stop: by a signal where the OS has one (then SIGKILL after
+/// [`TERM_GRACE`]); where it has none (Windows), by closing its input as the MCP stdio transport
+/// does (then the job ends after [`CLOSE_GRACE`]).
+fn stop(tree: &Tree, how: Stop, child: &ChildWriter) -> (tokio::time::Instant, Escalation) {
+    if tree.stop(how) {
+        (tokio::time::Instant::now() + TERM_GRACE, Escalation::Kill)
+    } else {
+        child.close();
+        (tokio::time::Instant::now() + CLOSE_GRACE, Escalation::Kill)
+    }
 }
 
 /// Puts a reloaded policy in place, between two decisions (under the session's lock, which no

@@ -25,8 +25,7 @@ struct Inner {
 impl ClientWriter {
     /// The proxy's own stdout.
     pub fn stdout() -> io::Result<ClientWriter> {
-        use std::os::fd::AsFd as _;
-        let out = Pipe::duplicate(io::stdout().as_fd())?;
+        let out = Pipe::stdout()?;
         Ok(ClientWriter {
             inner: Mutex::new(Inner { out, closed: false }),
         })

@@ -10,13 +10,8 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-/// The capacity [`Pipe::grow`] asks for: the largest an unprivileged process may set by default
-/// (`/proc/sys/fs/pipe-max-size`). A large result then crosses in a sixteenth of the reads,
-/// writes and wake-ups that the default 64 KiB needs.
-#[cfg(target_os = "linux")]
-const PIPE_BYTES: libc::c_int = 1024 * 1024;
+use crate::os::pipe::{self as os_pipe, Ready};
 
 /// The default capacity of a Linux pipe: [`Pipe::grow_for`] grows a pipe for messages longer.
 const GROW_AFTER: usize = 64 * 1024;
@@ -30,16 +25,18 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    pub fn new(fd: OwnedFd) -> Pipe {
-        Pipe {
-            file: File::from(fd),
-            grown: false,
-        }
+    pub fn new(file: File) -> Pipe {
+        Pipe { file, grown: false }
     }
 
-    /// A duplicate of the proxy's stdin (or stdout): the original stays open and untouched.
-    pub fn duplicate(fd: BorrowedFd<'_>) -> io::Result<Pipe> {
-        fd.try_clone_to_owned().map(Pipe::new)
+    /// A duplicate of the proxy's stdin: the original stays open and untouched.
+    pub fn stdin() -> io::Result<Pipe> {
+        os_pipe::stdin().map(Pipe::new)
+    }
+
+    /// A duplicate of the proxy's stdout.
+    pub fn stdout() -> io::Result<Pipe> {
+        os_pipe::stdout().map(Pipe::new)
     }
 
     /// Grows the pipe (see [`Pipe::grow`]) the first time a message of `len` bytes would not
@@ -53,43 +50,9 @@ impl Pipe {
         }
     }
 
-    /// Grows the buffer of a pipe to [`PIPE_BYTES`] unless it is that large already, as far as
-    /// the system allows. Anything else (a socket, a terminal, a file) is left alone, and so is
-    /// a pipe the system will not grow: the default size works too, only slower.
+    /// Grows the pipe's buffer as far as the OS lets us (`os::pipe::grow`).
     fn grow(&self) {
-        #[cfg(target_os = "linux")]
-        {
-            let fd = self.file.as_raw_fd();
-            // SAFETY: F_GETPIPE_SZ and F_SETPIPE_SZ on a descriptor we own take and return plain
-            // integers; on anything but a pipe they fail with EBADF and change nothing.
-            unsafe {
-                let size = libc::fcntl(fd, libc::F_GETPIPE_SZ);
-                if (0..PIPE_BYTES).contains(&size) {
-                    libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES);
-                }
-            }
-        }
-    }
-
-    /// Waits until the descriptor is ready for `events` (`POLLIN` or `POLLOUT`).
-    fn wait(&self, events: libc::c_short) -> io::Result<()> {
-        let mut poll = libc::pollfd {
-            fd: self.file.as_raw_fd(),
-            events,
-            revents: 0,
-        };
-        loop {
-            // SAFETY: `poll` points to one valid, initialized pollfd for the whole call.
-            let ready = unsafe { libc::poll(&mut poll, 1, -1) };
-            if ready >= 0 {
-                // Ready, or hung up / in error: the next read or write reports which.
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        os_pipe::grow(&self.file);
     }
 }
 
@@ -98,7 +61,9 @@ impl Read for Pipe {
         loop {
             match self.file.read(buf) {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    os_pipe::wait(&self.file, Ready::Read)?
+                }
                 result => return result,
             }
         }
@@ -110,7 +75,9 @@ impl Write for Pipe {
         loop {
             match self.file.write(buf) {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    os_pipe::wait(&self.file, Ready::Write)?
+                }
                 result => return result,
             }
         }
@@ -118,11 +85,5 @@ impl Write for Pipe {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl AsFd for Pipe {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
     }
 }

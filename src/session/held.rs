@@ -105,6 +105,13 @@ impl Session {
         let settings = &self.settings.approval;
         let elicit = caps.elicitation_form && settings.allows(Channel::Elicitation);
         if modern && elicit {
+            if let Err(why) = &self.sealer {
+                let why = ApprovalRefusal::Unsealable { why: why.clone() };
+                let line =
+                    self.refuse_approval(&id, tool, &rule, &why, style, modern, arguments, None);
+                self.answer(batch, line, out);
+                return;
+            }
             self.input_required(&id, tool, arguments, &rule, now, batch, out);
             return;
         }

@@ -53,7 +53,11 @@ impl Session {
         let question = self.question(tool, arguments, rule);
         let digest = arguments_digest(arguments);
         let timeout = self.settings.approval.timeout;
-        let (state, nonce) = self.sealer.seal_numbered(tool, &digest, now, timeout);
+        // `ask` refuses before coming here when there is no sealer.
+        let Ok(sealer) = self.sealer.as_mut() else {
+            return;
+        };
+        let (state, nonce) = sealer.seal_numbered(tool, &digest, now, timeout);
         // Every channel is asked at once: the approval command runs while the client shows its
         // form, and whichever answers first decides when the retry comes.
         let settings = &self.settings.approval;
@@ -180,7 +184,11 @@ impl Session {
             }
         };
         let digest = arguments_digest(arguments);
-        let opened = self.sealer.open_numbered(state, tool, &digest, now);
+        let opened = match self.sealer.as_mut() {
+            Ok(sealer) => sealer.open_numbered(state, tool, &digest, now),
+            // Nothing was sealed without a key; a state that claims otherwise is not ours.
+            Err(_) => Err(crate::approval::seal::Broken::Forged),
+        };
         // The approval command asked about the same question, if one runs: its answer, if it
         // came first, decides; otherwise it is withdrawn.
         let ask = opened

@@ -83,7 +83,8 @@ pub struct Session {
     era: Era,
     catalog: Catalog,
     grants: Grants,
-    sealer: Sealer,
+    /// The sealer of approval states; the reason there is none when the OS gave no key.
+    sealer: Result<Sealer, String>,
     /// Numbers approval-command runs, store checks and approval codes.
     next_job: u64,
     /// `tools/call` notifications waiting for the store.
@@ -109,15 +110,21 @@ impl Session {
     }
 
     pub fn with_settings(policy: Policy, settings: Settings) -> Session {
+        Session::with_key(policy, settings, fresh_key())
+    }
+
+    /// A session whose approval states are sealed with `key`, or, when the OS gave no key,
+    /// whose approvals by `requestState` are refused with the reason.
+    pub fn with_key(policy: Policy, settings: Settings, key: Result<[u8; 32], String>) -> Session {
         let session_tag: Arc<str> = settings.session_id.as_str().into();
         let state = policy.new_state();
-        let key = fresh_key().unwrap_or_else(|err| {
-            warn!("cannot read /dev/urandom ({err}); approval states use a weaker key");
-            weak_key()
-        });
+        if let Err(why) = &key {
+            warn!("{why}; approvals that need a sealed state (requestState) are refused");
+        }
         // Counters shown outside (nonces in states, approval codes) start from randomness of
-        // their own, never from the key's bits.
-        let counters = fresh_key().unwrap_or_else(|_| weak_key());
+        // their own, never from the key's bits. They need to be unique, not secret: without
+        // randomness they start at 0 (and nothing is sealed with them then).
+        let counters = fresh_key().unwrap_or([0; 32]);
         let counter =
             |at: usize| u64::from_le_bytes(counters[at..at + 8].try_into().expect("8 bytes"));
         Session {
@@ -130,7 +137,7 @@ impl Session {
             era: Era::default(),
             catalog: Catalog::default(),
             grants: Grants::default(),
-            sealer: Sealer::new(key, Instant::now(), counter(0)),
+            sealer: key.map(|key| Sealer::new(key, Instant::now(), counter(0))),
             next_job: counter(8) >> 16,
             fleet_notifications: Vec::new(),
             session_tag,
@@ -509,14 +516,4 @@ impl Session {
             },
         }
     }
-}
-
-/// A key from the standard library's randomly seeded hasher, when the OS source cannot be read.
-fn weak_key() -> [u8; 32] {
-    use std::hash::{BuildHasher as _, RandomState};
-    let mut key = [0; 32];
-    for (i, chunk) in key.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&RandomState::new().hash_one(i).to_le_bytes());
-    }
-    key
 }

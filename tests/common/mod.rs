@@ -364,6 +364,7 @@ impl Proxy {
         }
     }
 
+    #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill has no memory effects.
         unsafe {

@@ -191,6 +191,7 @@ impl Valkey {
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     }
 
+    #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
         let pid = self.child.as_ref().expect("running").id() as i32;
         // SAFETY: kill has no memory effects.

@@ -1,13 +1,12 @@
 //! The server `scan` talks to: a child process with piped stdin and stdout, one JSON-RPC
 //! request at a time, every wait bounded by the conversation's deadline. Its stderr is drained
 //! so it can never block, and its last lines explain a failure. Stopping it closes its stdin,
-//! then signals its process group: SIGTERM, then SIGKILL.
+//! then asks its process tree to stop, then kills the tree (`os::process`).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt as _;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -18,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::starter::clean;
 use crate::error::Error;
+use crate::os::process::{self, Detach, Stop, Tree};
 
 /// How long a server has to exit after its stdin closes, and again after SIGTERM, before it
 /// is killed. The stdio transport's shutdown is exactly this sequence.
@@ -43,6 +43,7 @@ enum Line {
 /// A running server: its stdin, the lines of its stdout, and the tail of its stderr.
 pub(super) struct Server {
     child: Child,
+    tree: Tree,
     stdin: Option<ChildStdin>,
     lines: Receiver<Line>,
     stderr: Arc<Mutex<VecDeque<String>>>,
@@ -60,19 +61,22 @@ impl Server {
         command: &str,
         timeout: Duration,
     ) -> Result<Server, Error> {
-        let mut child = Command::new(program)
-            .args(args)
+        let spawn_error = |source| Error::Spawn {
+            command: command.to_owned(),
+            source,
+        };
+        let mut cmd = process::command(program);
+        cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so that stopping it stops what it started too (`uvx`
-            // runs the server as its child).
-            .process_group(0)
+            .stderr(Stdio::piped());
+        // Its own process tree, so that stopping it stops what it started too (`uvx` runs the
+        // server as its child), and nothing of it outlives `scan`.
+        let guard = process::prepare(&mut cmd, Detach::Group).map_err(spawn_error)?;
+        let mut child = cmd
             .spawn()
-            .map_err(|source| Error::Spawn {
-                command: command.to_owned(),
-                source,
-            })?;
+            .map_err(|err| spawn_error(process::spawn_error(&cmd, err)))?;
+        let tree = guard.started(&child).map_err(spawn_error)?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -120,6 +124,7 @@ impl Server {
         });
         Ok(Server {
             child,
+            tree,
             stdin,
             lines,
             stderr: tail,
@@ -258,18 +263,18 @@ impl Server {
         Error::Runtime(anyhow!(message))
     }
 
-    /// Closes its stdin, then SIGTERM, then SIGKILL to its process group, each after a grace
-    /// period; reaps it.
+    /// Closes its stdin, then asks its tree to stop (SIGTERM where there are signals), then
+    /// kills the tree, each after a grace period; reaps it. What it left behind ends with the
+    /// tree.
     pub(super) fn stop(mut self) {
         drop(self.stdin.take());
         if self.exited_within(STOP_GRACE) {
             return;
         }
-        self.signal_group(libc::SIGTERM);
-        if self.exited_within(STOP_GRACE) {
+        if self.tree.stop(Stop::Terminate) && self.exited_within(STOP_GRACE) {
             return;
         }
-        self.signal_group(libc::SIGKILL);
+        self.tree.kill();
         let _ = self.child.wait();
     }
 
@@ -281,17 +286,6 @@ impl Server {
                 Ok(None) if Instant::now() >= until => return false,
                 Ok(None) => thread::sleep(Duration::from_millis(20)),
             }
-        }
-    }
-
-    fn signal_group(&self, signal: libc::c_int) {
-        let Ok(group) = libc::pid_t::try_from(self.child.id()) else {
-            return;
-        };
-        // SAFETY: kill(2) with a negative pid signals the process group the child leads (it
-        // was started with process_group(0)); it has not been reaped, so the id is still ours.
-        unsafe {
-            libc::kill(-group, signal);
         }
     }
 }

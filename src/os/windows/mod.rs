@@ -1,0 +1,7 @@
+//! Windows.
+
+pub mod file;
+pub mod own;
+pub mod pipe;
+pub mod process;
+pub mod shutdown;

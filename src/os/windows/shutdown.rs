@@ -1,0 +1,60 @@
+//! Requests from outside on Windows: console events.
+//!
+//! There is no SIGTERM. Ctrl-C asks as SIGINT does on Unix; Ctrl-Break, closing the console,
+//! logging off and shutting down ask as SIGTERM does. There is no SIGHUP: the policy is read
+//! again when its file changes.
+
+use std::io;
+
+use tokio::signal::windows::{
+    CtrlBreak, CtrlC, CtrlClose, CtrlLogoff, CtrlShutdown, ctrl_break, ctrl_c, ctrl_close,
+    ctrl_logoff, ctrl_shutdown,
+};
+
+/// What was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Ctrl-Break, console close, log-off, shutdown.
+    Terminate,
+    /// Ctrl-C.
+    Interrupt,
+    /// Never sent on Windows (no SIGHUP); here so that the relay reads the same on every OS.
+    Reload,
+}
+
+/// How an operator asks for a reload here, for messages and docs.
+pub const RELOAD_HOW: &str = "a change to the policy file (Windows has no SIGHUP)";
+
+/// The console events the proxy listens to, from when this is made.
+#[derive(Debug)]
+pub struct Requests {
+    interrupt: CtrlC,
+    brk: CtrlBreak,
+    close: CtrlClose,
+    logoff: CtrlLogoff,
+    shutdown: CtrlShutdown,
+}
+
+impl Requests {
+    pub fn new() -> io::Result<Requests> {
+        Ok(Requests {
+            interrupt: ctrl_c()?,
+            brk: ctrl_break()?,
+            close: ctrl_close()?,
+            logoff: ctrl_logoff()?,
+            shutdown: ctrl_shutdown()?,
+        })
+    }
+
+    /// The next request; pending until one comes.
+    pub async fn next(&mut self) -> Request {
+        tokio::select! {
+            Some(()) = self.interrupt.recv() => Request::Interrupt,
+            Some(()) = self.brk.recv() => Request::Terminate,
+            Some(()) = self.close.recv() => Request::Terminate,
+            Some(()) = self.logoff.recv() => Request::Terminate,
+            Some(()) = self.shutdown.recv() => Request::Terminate,
+            else => std::future::pending().await,
+        }
+    }
+}

@@ -789,3 +789,56 @@ fn in_2026_07_28_the_command_is_asked_too_and_an_earlier_answer_decides() {
     let expired = h.tick(10 + 120);
     assert_eq!(expired.cancelled_jobs, [job]);
 }
+
+/// Without randomness from the OS there is no key to seal a `requestState` with: the call is
+/// refused as approval_unavailable with the reason, never sealed with something weaker; a state
+/// made up by the client approves nothing.
+#[test]
+fn no_os_randomness_refuses_sealed_approvals_and_says_why() {
+    let mut h = Harness::new(&[Channel::Elicitation], false);
+    let config = Config::parse(POLICY).unwrap();
+    let source_failed =
+        mcp_policy_proxy::approval::seal::key_from(|_| Err(getrandom::Error::UNSUPPORTED));
+    h.session = Session::with_key(
+        Policy::new(&config).unwrap(),
+        Settings {
+            approval: ApprovalSettings {
+                channels: vec![Channel::Elicitation],
+                timeout: TIMEOUT,
+                command: None,
+            },
+            ..Settings::default()
+        },
+        source_failed,
+    );
+    let first = modern_call(
+        1,
+        "valkey_write",
+        json!({"command":"SET","args":["k","v"]}),
+        true,
+    );
+    let out = h.client(&first, 0);
+    assert!(out.child.is_empty(), "nothing reaches the server");
+    let answer = &out.client[0];
+    assert_eq!(
+        facts(answer)["decision"],
+        "approval_unavailable",
+        "{answer}"
+    );
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("gave no randomness"), "{text}");
+    assert!(text.contains("random source failed"), "{text}");
+    // A retry with a state of the proxy's form is not opened without a key.
+    let forged = retry(
+        first,
+        2,
+        &json!("mcp-policy-proxy.v1.AAAA"),
+        accept("approve_once"),
+    );
+    let out = h.client(&forged, 1);
+    assert!(
+        out.child.is_empty(),
+        "a made-up state approves nothing: {:?}",
+        out.client
+    );
+}

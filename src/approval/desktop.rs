@@ -2,7 +2,8 @@
 //! desktop client such as Claude Desktop, where there is no terminal to ask in.
 //!
 //! The proxy runs an approval command with the call on stdin and no terminal, and takes exit 0
-//! as a yes. This one asks the person at the screen with the platform's own dialog program
+//! as a yes. This one asks the person at the screen with the platform's own dialog: on Windows
+//! a Win32 message box shown by this process (`os::dialog`), elsewhere a dialog program
 //! (zenity, else kdialog, else macOS's osascript) rather than a GUI toolkit of our own: those
 //! programs are already installed where a desktop is, they keep the proxy free of GUI
 //! dependencies, and a crash of theirs is an exit status we read as a no.
@@ -32,6 +33,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::os::{Asked, NativeAnswer};
 
 pub use super::dialog::{Dialog, Ended, Finished};
 use super::dialog::{choose_dialog, find_program, run_dialog};
@@ -184,6 +187,29 @@ fn decide(value: &Value) -> DesktopOutcome {
             return DesktopOutcome::deny(format!("{why}; refused without asking"));
         }
     };
+    let secs = dialog_seconds(request.timeout_ms);
+    let title = request.title();
+    let text = request.text(secs);
+    match crate::os::dialog::ask(&title, &text, Duration::from_secs(secs)) {
+        Asked::ByProgram => {}
+        Asked::Answered(NativeAnswer::ApproveOnce) => {
+            return DesktopOutcome::approve(
+                Decision::ApproveOnce,
+                "approved once in the message box".to_owned(),
+            );
+        }
+        Asked::Answered(NativeAnswer::Denied) => {
+            return DesktopOutcome::deny("the person chose No in the message box");
+        }
+        Asked::Answered(NativeAnswer::TimedOut) => {
+            return DesktopOutcome::deny(format!(
+                "nobody answered the message box within {secs} s"
+            ));
+        }
+        Asked::Answered(NativeAnswer::Failed(why)) => {
+            return DesktopOutcome::deny(format!("{why}; refused"));
+        }
+    }
     let path = std::env::var_os("PATH");
     let has_display = ["DISPLAY", "WAYLAND_DISPLAY"]
         .iter()
@@ -193,8 +219,7 @@ fn decide(value: &Value) -> DesktopOutcome {
             Ok(found) => found,
             Err(why) => return DesktopOutcome::deny(why),
         };
-    let secs = dialog_seconds(request.timeout_ms);
-    let args = dialog.args(&request.title(), &request.text(secs), secs);
+    let args = dialog.args(&title, &text, secs);
     // The dialog closes itself after `secs`; this bound is for one that does not.
     let limit = Duration::from_secs(secs + 1);
     match run_dialog(dialog, &program, &args, limit) {

@@ -26,4 +26,24 @@ mod windows;
 #[cfg(windows)]
 use windows as imp;
 
-pub use imp::{file, own, pipe, process, shutdown};
+pub use imp::{dialog, file, own, pipe, process, shutdown};
+
+/// What `dialog::ask` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// The OS showed its own dialog in this process, and this is what came of it.
+    Answered(NativeAnswer),
+    /// This OS asks through a dialog program (zenity, kdialog, osascript), which the desktop
+    /// approver runs itself.
+    ByProgram,
+}
+
+/// The answer of an in-process dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NativeAnswer {
+    ApproveOnce,
+    Denied,
+    TimedOut,
+    /// The dialog could not be shown; why.
+    Failed(String),
+}

@@ -1,5 +1,6 @@
 //! Linux and macOS.
 
+pub mod dialog;
 pub mod file;
 pub mod own;
 pub mod pipe;

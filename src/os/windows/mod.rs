@@ -1,5 +1,6 @@
 //! Windows.
 
+pub mod dialog;
 pub mod file;
 pub mod own;
 pub mod pipe;

@@ -197,10 +197,8 @@ impl Guard {
             }
             return Err(err);
         }
-        if let Err(err) = resume(pid) {
-            // The job ends it when `self.job` is dropped on return.
-            return Err(err);
-        }
+        // Should it fail, the job ends the process when `self.job` is dropped on return.
+        resume(pid)?;
         Ok(Tree { job: self.job })
     }
 }

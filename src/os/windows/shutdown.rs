@@ -58,3 +58,16 @@ impl Requests {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The console control handler is installed for every event the proxy stops on (Wine runs
+    /// this; it cannot send the events themselves).
+    #[tokio::test]
+    async fn the_console_handlers_register() {
+        let requests = Requests::new();
+        assert!(requests.is_ok(), "{requests:?}");
+    }
+}

@@ -103,6 +103,16 @@ impl Harness {
         collect(effects)
     }
 
+    /// A line as raw text, for what a `Value` cannot hold (a 400-digit number).
+    fn client_raw(&mut self, line: &str, secs: u64) -> Out {
+        let line = format!("{line}\n");
+        let mut effects = Vec::new();
+        let now = self.at(secs);
+        self.session
+            .on_client_line(line.as_bytes(), now, &mut effects);
+        collect(effects)
+    }
+
     fn child(&mut self, line: &Value) -> Out {
         let line = format!("{line}\n");
         let mut effects = Vec::new();
@@ -840,5 +850,42 @@ fn no_os_randomness_refuses_sealed_approvals_and_says_why() {
         out.child.is_empty(),
         "a made-up state approves nothing: {:?}",
         out.client
+    );
+}
+
+/// What a person is shown is what runs: an argument holding a number no `Value` can hold (400
+/// digits) beside the real arguments cannot be shown as sent, so nobody is asked about it and the
+/// call is refused with the reason; it is never shown as `{}` or "(no arguments)" while the
+/// server runs `SET k pwned`.
+#[test]
+fn a_call_that_cannot_be_shown_as_it_runs_is_refused_not_asked() {
+    let mut h = Harness::legacy(FORM(), &[Channel::Elicitation, Channel::Command], true);
+    let big = "9".repeat(400);
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"valkey_write","arguments":{{"command":"SET","args":["k","pwned"],"n":{big}}}}}}}"#
+    );
+    let out = h.client_raw(&line, 1);
+    assert!(out.child.is_empty(), "nothing runs");
+    assert!(out.jobs.is_empty(), "no approval command is asked");
+    assert_eq!(out.client.len(), 1, "{:?}", out.client);
+    let answer = &out.client[0];
+    assert_eq!(
+        facts(answer)["decision"],
+        "approval_unavailable",
+        "{answer}"
+    );
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("cannot be shown exactly as sent"), "{text}");
+    // A number a Value holds exactly is asked about as usual.
+    let fine = call(
+        2,
+        "valkey_write",
+        json!({"command":"SET","args":["k","v"],"n":18446744073709551615u64}),
+    );
+    let out = h.client(&fine, 2);
+    assert!(
+        out.client
+            .iter()
+            .any(|m| m["method"] == "elicitation/create")
     );
 }

@@ -202,3 +202,33 @@ fn a_log_that_cannot_be_written_is_reported_and_calls_go_on_when_not_required() 
         proxy.stderr()
     );
 }
+
+/// The record shows the call as it runs: a number no float can hold (400 digits) beside the
+/// real arguments is written as sent, never dropped for `{}`.
+#[test]
+fn the_record_shows_the_arguments_as_sent_whatever_their_numbers() {
+    let dir = TempDir::new();
+    let log = dir.path().join("audit.jsonl");
+    let mut proxy = Proxy::start(&format!(
+        "[audit]\npath = \"{}\"\ninclude_arguments = true\n",
+        log.display()
+    ));
+    proxy.initialize();
+    let big = "9".repeat(400);
+    proxy.send_raw(
+        format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"pwned","n":{big}}}}}}}"#
+        )
+        .as_bytes(),
+    );
+    proxy.send_raw(b"\n");
+    let _ = proxy.recv_within(std::time::Duration::from_secs(5));
+    let _proxy = finish(proxy);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.contains("\"echo\""))
+        .expect("the call's record");
+    assert!(line.contains("pwned"), "{line}");
+    assert!(line.contains(&format!("\"n\":{big}")), "{line}");
+}

@@ -63,6 +63,32 @@ pub fn write_canonical(value: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The arguments as a `serde_json::Value` that holds exactly what was sent, for the views a
+/// person or an auditor reads (the approval question, the approval command's input, the audit
+/// record); or why there is none. A `Value` cannot hold every number JSON can write: an integer
+/// beyond 64 bits becomes a float that lost digits, one of 400 digits does not parse at all. Such
+/// arguments are never shown as something else: the caller refuses or says so.
+pub fn faithful_value(arguments: Option<&[u8]>) -> Result<serde_json::Value, String> {
+    let Some(raw) = arguments else {
+        return Ok(serde_json::Value::Object(Default::default()));
+    };
+    let unshowable = || {
+        "the arguments hold a number that cannot be shown exactly as sent (too large or too \
+         precise for a 64-bit integer or float)"
+            .to_owned()
+    };
+    let value: serde_json::Value = serde_json::from_slice(raw).map_err(|_| unshowable())?;
+    let mut sent = Vec::with_capacity(raw.len());
+    write_canonical(raw, &mut sent);
+    let shown = serde_json::to_vec(&value).map_err(|_| unshowable())?;
+    let mut read = Vec::with_capacity(shown.len());
+    write_canonical(&shown, &mut read);
+    if sent != read {
+        return Err(unshowable());
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +98,25 @@ mod tests {
         let mut out = Vec::new();
         write_canonical(text.as_bytes(), &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn views_hold_what_was_sent_or_nothing() {
+        let big = "9".repeat(400);
+        for (raw, exact) in [
+            (r#"{"a":1,"b":[true,null,"x"],"c":-2.5}"#.to_owned(), true),
+            (r#"{"n":18446744073709551615}"#.to_owned(), true),
+            (r#"{"n":-9223372036854775808}"#.to_owned(), true),
+            (
+                format!(r#"{{"command":"SET","args":["k","pwned"],"n":{big}}}"#),
+                false,
+            ),
+            (r#"{"n":123456789012345678901234567890}"#.to_owned(), false),
+            (r#"{"n":0.1000000000000000000000000001}"#.to_owned(), false),
+        ] {
+            json::validate(raw.as_bytes()).expect("valid test input");
+            assert_eq!(faithful_value(Some(raw.as_bytes())).is_ok(), exact, "{raw}");
+        }
     }
 
     #[test]

@@ -129,11 +129,12 @@ pub struct Question {
 }
 
 impl Question {
+    /// The arguments as sent. The session refuses to ask about arguments that no `Value` can
+    /// hold exactly (`digest::faithful_value`), so a question always has them; should one not,
+    /// it says so rather than show something else.
     fn arguments_value(&self) -> Value {
-        self.arguments
-            .as_deref()
-            .and_then(|raw| serde_json::from_slice(raw).ok())
-            .unwrap_or_else(|| json!({}))
+        digest::faithful_value(self.arguments.as_deref())
+            .unwrap_or_else(|why| json!({ "(not shown)": why }))
     }
 
     /// The text of the question: who asks, about which call, under which rule, and the

@@ -247,16 +247,23 @@ fn write_record(
     }
     out.push(b'"');
     if settings.include_arguments {
-        let mut value: serde_json::Value = arguments
-            .as_deref()
-            .and_then(|raw| serde_json::from_slice(raw).ok())
-            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-        for path in &settings.redact {
-            super::redact(&mut value, &path.segments);
-        }
         out.extend_from_slice(b",\"arguments\":");
-        // A Value always serializes.
-        let _ = serde_json::to_writer(&mut *out, &value);
+        match crate::approval::digest::faithful_value(arguments.as_deref()) {
+            Ok(mut value) => {
+                for path in &settings.redact {
+                    super::redact(&mut value, &path.segments);
+                }
+                // A Value always serializes.
+                let _ = serde_json::to_writer(&mut *out, &value);
+            }
+            // A number no Value holds exactly: the canonical form is the arguments exactly as
+            // sent (it is what `args_sha256` digests), unless something must be redacted.
+            Err(_) if settings.redact.is_empty() => out.extend_from_slice(scratch),
+            Err(why) => write_str(
+                out,
+                &format!("[not shown: {why}; nothing could be redacted from it]"),
+            ),
+        }
     }
     if let Some(approval) = &approval {
         out.extend_from_slice(b",\"approval\":");

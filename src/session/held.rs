@@ -104,14 +104,25 @@ impl Session {
         let style = self.style_for(request.params);
         let settings = &self.settings.approval;
         let elicit = caps.elicitation_form && settings.allows(Channel::Elicitation);
+        // What a person is shown is what runs: arguments no view can show as sent are refused,
+        // never shown as something else.
+        let unshowable = crate::approval::digest::faithful_value(arguments).err();
+        let unsealable = (modern && elicit)
+            .then(|| self.sealer.as_ref().err())
+            .flatten()
+            .map(|why| {
+                format!(
+                    "its state cannot be sealed because the operating system gave no randomness \
+                     for the key ({why})"
+                )
+            });
+        if let Some(why) = unshowable.or(unsealable) {
+            let why = ApprovalRefusal::CannotAsk { why };
+            let line = self.refuse_approval(&id, tool, &rule, &why, style, modern, arguments, None);
+            self.answer(batch, line, out);
+            return;
+        }
         if modern && elicit {
-            if let Err(why) = &self.sealer {
-                let why = ApprovalRefusal::Unsealable { why: why.clone() };
-                let line =
-                    self.refuse_approval(&id, tool, &rule, &why, style, modern, arguments, None);
-                self.answer(batch, line, out);
-                return;
-            }
             self.input_required(&id, tool, arguments, &rule, now, batch, out);
             return;
         }

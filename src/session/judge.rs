@@ -410,7 +410,7 @@ impl Session {
             }
             ApprovalRefusal::TimedOut { .. } => (None, "timeout", None),
             ApprovalRefusal::Unavailable => (None, "unavailable", None),
-            ApprovalRefusal::Unsealable { why } => (None, "unavailable", Some(why.clone())),
+            ApprovalRefusal::CannotAsk { why } => (None, "unavailable", Some(why.clone())),
         };
         let approval = ApprovalRecord {
             channel: channel.map(str::to_owned),

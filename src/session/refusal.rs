@@ -159,9 +159,10 @@ pub enum ApprovalRefusal {
     TimedOut { after: Duration },
     /// There is no way to ask a person here.
     Unavailable,
-    /// The client's form is the only way to ask, and the question's state cannot be sealed:
-    /// the OS gave no randomness for the key. Never asked with a weaker key.
-    Unsealable { why: String },
+    /// The question cannot be asked as it must be: the call cannot be shown as it runs, or
+    /// its state cannot be sealed (the OS gave no randomness for the key). Never asked with
+    /// something less.
+    CannotAsk { why: String },
 }
 
 impl ApprovalRefusal {
@@ -181,7 +182,7 @@ impl ApprovalRefusal {
         match self {
             ApprovalRefusal::Denied { .. } | ApprovalRefusal::Unclear { .. } => "approval_denied",
             ApprovalRefusal::TimedOut { .. } => "approval_timeout",
-            ApprovalRefusal::Unavailable | ApprovalRefusal::Unsealable { .. } => {
+            ApprovalRefusal::Unavailable | ApprovalRefusal::CannotAsk { .. } => {
                 "approval_unavailable"
             }
         }
@@ -234,11 +235,10 @@ pub fn approval_text(tool: &str, rule: &Rule, refusal: &ApprovalRefusal) -> Stri
              it another way or to change the policy.",
             rule.label(),
         ),
-        ApprovalRefusal::Unsealable { why } => format!(
+        ApprovalRefusal::CannotAsk { why } => format!(
             "policy violation: tool {tool:?} requires a person's approval under {}: {reason}. The \
-             approval could not be asked: its state cannot be sealed because the operating \
-             system gave no randomness for the key ({why}), so the call was refused; ask the \
-             user to approve it another way or to change the policy.",
+             approval could not be asked: {why}, so the call was refused; ask the user to approve \
+             it another way or to change the policy.",
             rule.label(),
         ),
     }
@@ -275,7 +275,7 @@ pub fn approval_refusal(
             facts["channel"] = json!(channel);
             facts["problem"] = json!(why);
         }
-        ApprovalRefusal::Unsealable { why } => facts["problem"] = json!(why),
+        ApprovalRefusal::CannotAsk { why } => facts["problem"] = json!(why),
         ApprovalRefusal::TimedOut { .. } | ApprovalRefusal::Unavailable => {}
     }
     shaped(id, text, facts, style, modern)

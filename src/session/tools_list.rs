@@ -38,16 +38,20 @@ impl Catalog {
     }
 
     /// Compares a listed definition with its pin: the operator's, else the first this session
-    /// saw.
+    /// saw. A change is kept for the rest of the session: a later listing that matches the pin
+    /// again does not clear it, so a name listed twice (the original and a changed copy, in
+    /// one page or across pages, in either order) is a changed tool, never first-wins or
+    /// last-wins.
     fn pin(&mut self, name: &str, definition: &[u8], pins: &HashMap<String, String>) {
+        if self.changed.contains_key(name) {
+            return;
+        }
         let digest = definition_digest(definition);
         if let Some(pinned) = pins.get(name) {
             if !pinned.eq_ignore_ascii_case(&hex(&digest)) {
                 let what = "its definition differs from the one pinned in the pin file".to_owned();
-                warn!(tool = %name, "{what}");
+                warn!(tool = ?name, "{what}");
                 self.changed.insert(name.into(), what);
-            } else {
-                self.changed.remove(name);
             }
             return;
         }
@@ -56,12 +60,11 @@ impl Catalog {
             return;
         };
         if *first == digest {
-            self.changed.remove(name);
             return;
         }
         let before = self.tools.get(name).map(|info| &*info.definition);
         let what = describe_change(before, definition);
-        warn!(tool = %name, "the server changed a tool mid-session: {what}");
+        warn!(tool = ?name, "the server changed a tool mid-session, or listed it twice: {what}");
         self.changed.insert(name.into(), what);
     }
 }

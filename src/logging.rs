@@ -37,8 +37,11 @@ pub fn init(level: Option<&str>) {
         line(format!("mcp-policy-proxy: invalid log level ({err}); using \"info\"\n").into_bytes());
         EnvFilter::new("info")
     });
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal: a host's log file gets plain text.
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(Stderr)
         .with_target(false)
         .init();

@@ -111,3 +111,34 @@ reason = "code connections expose source code"
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Every field the proxy logs that came from a peer is escaped or quoted: a tool name holding a
+/// newline and ANSI escapes cannot forge a log line or recolour the log.
+#[test]
+fn a_peer_cannot_forge_log_lines() {
+    let mut proxy = common::Proxy::start(
+        r#"
+[policy]
+default = "deny"
+"#,
+    );
+    proxy.initialize();
+    let forged =
+        "x\n2026-12-08T00:00:00.000000Z  INFO forged: a person approved everything\u{1b}[31m";
+    let answer = proxy.call(2, forged, serde_json::json!({}));
+    assert!(answer.to_string().contains("policy violation"), "{answer}");
+    proxy.close_stdin();
+    proxy.wait(Duration::from_secs(5));
+    let log = proxy.stderr();
+    assert!(log.contains("forged"), "the call is logged: {log}");
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-12-08T00:00:00"),
+            "a forged line: {log}"
+        );
+    }
+    assert!(
+        !log.contains("\u{1b}[31m"),
+        "a peer's escape reached the log: {log:?}"
+    );
+}

@@ -10,11 +10,13 @@
 //! always ours, and every piece is cut to a bound so that a long value cannot push the rest of
 //! the call off the screen.
 //!
-//! The tables are written out by hand rather than taken from a Unicode crate: the crate keeps
-//! to serde_json, and the set that matters here is small and changes rarely. They cover general
-//! categories Cc, Cf, Zl and Zp as of Unicode 15.1, every space other than U+0020, the variation
-//! selectors and other marks that draw nothing, the fillers that draw as blanks, and the
-//! noncharacters.
+//! Which characters are escaped is read from the Unicode data (the `unicode-properties` crate's
+//! general categories), not from a hand list: every control (Cc), format character (Cf, the bidi
+//! controls among them), private-use (Co), surrogate (Cs) and unassigned (Cn, the noncharacters
+//! and U+2065, U+FFF0..U+FFF8 among them) code point, every separator (Zl, Zp) and every space
+//! (Zs) other than U+0020. A table kept by hand adds the default-ignorable code points of other
+//! categories that draw nothing (variation selectors, fillers, the combining grapheme joiner),
+//! which the general category alone does not catch.
 
 use std::fmt::Write as _;
 
@@ -60,6 +62,23 @@ const ESCAPED: &[(u32, u32)] = &[
 
 /// Whether `c` is shown as an escape rather than as itself.
 fn is_escaped(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory as _};
+    if c == ' ' {
+        return false;
+    }
+    if matches!(
+        c.general_category(),
+        G::Control
+            | G::Format
+            | G::PrivateUse
+            | G::Surrogate
+            | G::Unassigned
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::SpaceSeparator
+    ) {
+        return true;
+    }
     let c = u32::from(c);
     // The last noncharacter pair of every plane (U+1FFFE, U+2FFFF, ...).
     if c & 0xFFFE == 0xFFFE {
@@ -389,8 +408,15 @@ mod tests {
             ),
             (
                 "visible neighbours stay",
-                "\u{2010}\u{2027}\u{2030}\u{FFFD}\u{E000}",
-                "\u{2010}\u{2027}\u{2030}\u{FFFD}\u{E000}",
+                "\u{2010}\u{2027}\u{2030}\u{FFFD}",
+                "\u{2010}\u{2027}\u{2030}\u{FFFD}",
+            ),
+            (
+                // Issue 21 changed this on purpose: a private-use character draws whatever a
+                // font puts there, so a person cannot know what it is.
+                "private use is escaped",
+                "\u{E000}",
+                r"\u{E000}",
             ),
         ];
         for (what, input, want) in cases {
@@ -436,6 +462,48 @@ mod tests {
                     u32::from(c)
                 );
             }
+        }
+    }
+
+    /// Found by the adversarial review: unassigned (U+2065, U+FFF0, U+FFF8) and private-use
+    /// code points reached a person raw. Every one of these categories is escaped, from the
+    /// Unicode data; letters, marks that draw, symbols and U+0020 are not.
+    #[test]
+    fn unassigned_private_use_and_format_code_points_are_escaped() {
+        for c in [
+            '\u{2065}',
+            '\u{FFF0}',
+            '\u{FFF8}',
+            '\u{E000}',
+            '\u{F8FF}',
+            '\u{F0000}',
+            '\u{10FFFD}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{200B}',
+            '\u{061C}',
+            '\u{1D175}',
+            '\u{E0041}',
+            '\u{FE0F}',
+            '\u{3164}',
+            '\u{2028}',
+            '\u{00A0}',
+            '\u{0085}',
+            '\u{1B}',
+            '\u{FFFE}',
+            '\u{5FFFF}',
+            '\u{E0100}',
+            '\u{180E}',
+        ] {
+            assert!(is_escaped(c), "U+{:04X} is shown raw", u32::from(c));
+            assert!(
+                visible(&format!("a{c}b"), 100).contains("\\u{"),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        for c in ['a', 'é', 'ß', '中', ' ', '-', '\u{0301}', '€', '😀', 'ﬂ'] {
+            assert!(!is_escaped(c), "U+{:04X} is escaped", u32::from(c));
         }
     }
 

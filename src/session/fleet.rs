@@ -136,13 +136,13 @@ impl Session {
                 if !blocked {
                     self.audit_decision(None, &held.tool, &decision, arguments.as_deref());
                 }
-                info!(tool = %held.tool, "dropped a tools/call without an id: the rules changed while the store decided");
+                info!(tool = ?held.tool, "dropped a tools/call without an id: the rules changed while the store decided");
                 return;
             }
             if self.record_store_outcome(None, &held, arguments.as_deref(), &outcome) {
                 self.forward(Cow::Owned(held.line), None, out);
             } else {
-                info!(tool = %held.tool, "dropped a tools/call without an id: the fleet-wide limit did not admit it");
+                info!(tool = ?held.tool, "dropped a tools/call without an id: the fleet-wide limit did not admit it");
             }
             return;
         }
@@ -175,7 +175,7 @@ impl Session {
         };
         let decision = self.policy.evaluate(&policy_call, &mut self.state, now);
         if !matches!(decision, Decision::StoreCheck { .. }) {
-            info!(tool = %held.tool, %id, "the rules changed while the call waited for the store; judging it again");
+            info!(tool = ?held.tool, %id, "the rules changed while the call waited for the store; judging it again");
             if call.batch.is_none() {
                 self.rejudge(held.line, now, out);
                 return;
@@ -204,11 +204,11 @@ impl Session {
                         rule: held.rule.clone(),
                         retry_after: *retry_after,
                     };
-                    info!(tool = %held.tool, %id, "{}", refusal::refusal_text(&held.tool, &decision));
+                    info!(tool = ?held.tool, %id, "{}", refusal::refusal_text(&held.tool, &decision));
                     refusal::policy_refusal(&id, &held.tool, &decision, held.style, held.modern)
                 }
                 Err(err) => {
-                    info!(tool = %held.tool, %id, "refused: the fleet-wide limit could not be checked: {err}");
+                    info!(tool = ?held.tool, %id, "refused: the fleet-wide limit could not be checked: {err}");
                     refusal::limit_unavailable_refusal(
                         &id,
                         &held.tool,
@@ -251,7 +251,7 @@ impl Session {
             Ok(Admission::Admitted) => ("allow", None, true),
             Ok(Admission::Refused { .. }) => ("rate_limited", None, false),
             Err(err) if self.settings.store_on_error == OnError::Allow => {
-                warn!(tool = %held.tool, "the fleet-wide limit could not be checked ({err}); forwarding the call uncounted, as on_error = \"allow\" says");
+                warn!(tool = ?held.tool, "the fleet-wide limit could not be checked ({err}); forwarding the call uncounted, as on_error = \"allow\" says");
                 (
                     "allow",
                     Some(format!(

@@ -147,7 +147,7 @@ impl Session {
         let timeout = settings.timeout;
         let question = self.question(tool, arguments, &rule);
         info!(
-            tool = %tool, %id, rule = rule.number, code = %question.code,
+            tool = ?tool, %id, rule = rule.number, code = %question.code,
             "holding a tool call for a person's approval"
         );
         let elicitation = elicit.then(|| {
@@ -356,7 +356,7 @@ impl Session {
     /// The client cancelled a held call: the question is withdrawn and nothing is forwarded.
     pub(super) fn withdraw<'a>(&mut self, call: &RequestId, out: &mut Vec<Effect<'a>>) {
         if let Some((entry, held)) = self.take_held(call) {
-            info!(%call, tool = %held.tool, "the client cancelled a call waiting for approval");
+            info!(%call, tool = ?held.tool, "the client cancelled a call waiting for approval");
             let approval = ApprovalRecord {
                 channel: None,
                 outcome: "withdrawn".to_owned(),
@@ -430,7 +430,7 @@ impl Session {
             // The rules changed while the person decided and no longer ask: the call is judged
             // again from the start, as a new call would be (allowed, refused, hidden, or under
             // a fleet-wide limit).
-            info!(tool = %held.tool, %id, "the rules changed while the call waited for approval; judging it again");
+            info!(tool = ?held.tool, %id, "the rules changed while the call waited for approval; judging it again");
             self.rejudge(held.line, now, out);
             return;
         }
@@ -445,7 +445,7 @@ impl Session {
             _ => {
                 self.audit_decision(Some(id), &held.tool, &decision, arguments);
                 let text = super::refusal::refusal_text(&held.tool, &decision);
-                info!(tool = %held.tool, %id, "an approved call is refused by the rules as they are now: {text}");
+                info!(tool = ?held.tool, %id, "an approved call is refused by the rules as they are now: {text}");
                 let line = super::refusal::policy_refusal(
                     id,
                     &held.tool,
@@ -460,7 +460,7 @@ impl Session {
         if answer == Answer::ApproveForSession {
             self.grants.grant(&held.tool, arguments, &held.rule);
         }
-        info!(tool = %held.tool, %id, channel = channel.as_str(), "a person approved the call; forwarding it");
+        info!(tool = ?held.tool, %id, channel = channel.as_str(), "a person approved the call; forwarding it");
         let (decision_name, outcome) = if answer == Answer::ApproveForSession {
             ("approved_for_session", "approve_for_session")
         } else {

@@ -85,7 +85,7 @@ impl Session {
             );
         }
         info!(
-            tool = %tool, %id, rule = rule.number, code = %question.code,
+            tool = ?tool, %id, rule = rule.number, code = %question.code,
             "asking for a person's approval (2026-07-28 input request)"
         );
         let result = json!({
@@ -131,7 +131,7 @@ impl Session {
         out: &mut Vec<Effect<'a>>,
     ) {
         let Some(id) = request.id.clone() else {
-            info!(tool = %tool, "dropped a tools/call notification carrying an approval state");
+            info!(tool = ?tool, "dropped a tools/call notification carrying an approval state");
             return;
         };
         let style = self.style_for(request.params);
@@ -252,7 +252,7 @@ impl Session {
                 if approved == Answer::ApproveForSession {
                     self.grant(tool, arguments, &rule);
                 }
-                info!(tool = %tool, %id, "a person approved the call; forwarding it");
+                info!(tool = ?tool, %id, "a person approved the call; forwarding it");
                 let (decision, outcome) = if approved == Answer::ApproveForSession {
                     ("approved_for_session", "approve_for_session")
                 } else {

@@ -60,12 +60,12 @@ fn owned(effect: Effect<'_>) -> Effect<'static> {
 fn log_shadow(tool: &str, decision: &Decision, why: &str) {
     if decision.is_allowed() {
         if let Some(rule) = decision.rule() {
-            info!(tool = %tool, decision = "shadow_allow", "{why}: {} would allow this call", rule.label());
+            info!(tool = ?tool, decision = "shadow_allow", "{why}: {} would allow this call", rule.label());
         }
         return;
     }
     info!(
-        tool = %tool,
+        tool = ?tool,
         decision = "shadow_deny",
         "{why}: {}; the call was forwarded",
         refusal::refusal_text(tool, decision)
@@ -142,7 +142,7 @@ impl Session {
         if self.settings.pinning == PinMode::Log
             && let Some(what) = self.catalog.changed(&tool)
         {
-            warn!(tool = %tool, "a call to a tool whose definition changed: {what}");
+            warn!(tool = ?tool, "a call to a tool whose definition changed: {what}");
         }
         if let Some(state) = state {
             self.on_approval_retry(request, &tool, arguments, &state, decision, now, batch, out);
@@ -178,7 +178,7 @@ impl Session {
                     Verdict::HideAsUnknown(rule)
                     | Verdict::Ask(rule)
                     | Verdict::CheckStore(rule) => info!(
-                        tool = %tool, rule = rule.number,
+                        tool = ?tool, rule = rule.number,
                         "shadow mode: {} would have refused or asked about this call; forwarded",
                         rule.label()
                     ),
@@ -190,7 +190,7 @@ impl Session {
         };
         match verdict {
             Verdict::Forward(decision) => {
-                debug!(tool = %tool, "allowed a tool call");
+                debug!(tool = ?tool, "allowed a tool call");
                 match &shadowed {
                     Some((rule, text)) => self.audit(
                         request.id.as_ref(),
@@ -211,7 +211,7 @@ impl Session {
                 self.forward_call(request.id, request.meta, request.line, batch, out);
             }
             Verdict::HideAsUnknown(rule) => {
-                info!(tool = %tool, rule = rule.number, "refused a call to a hidden tool");
+                info!(tool = ?tool, rule = rule.number, "refused a call to a hidden tool");
                 self.audit(
                     request.id.as_ref(),
                     &tool,
@@ -248,7 +248,7 @@ impl Session {
             }
             Verdict::Ask(rule) => {
                 if self.grants.covers(&tool, arguments, &rule) {
-                    info!(tool = %tool, rule = rule.number, "a session grant approves the call");
+                    info!(tool = ?tool, rule = rule.number, "a session grant approves the call");
                     self.audit(
                         request.id.as_ref(),
                         &tool,
@@ -262,7 +262,7 @@ impl Session {
                     return;
                 }
                 let Some(id) = request.id else {
-                    info!(tool = %tool, "dropped a tools/call without an id: it needs a person's approval, which cannot be asked without an id");
+                    info!(tool = ?tool, "dropped a tools/call without an id: it needs a person's approval, which cannot be asked without an id");
                     return;
                 };
                 let request = Request {
@@ -298,7 +298,7 @@ impl Session {
         if self.settings.pinning == PinMode::Refuse
             && let Some(what) = self.catalog.changed(tool)
         {
-            info!(tool = %tool, "refused a call to a tool whose definition changed: {what}");
+            info!(tool = ?tool, "refused a call to a tool whose definition changed: {what}");
             let (style, modern) = shape();
             self.audit(id, tool, "tool_changed", None, Some(what), arguments, None);
             return Some(refusal::tool_changed_refusal(
@@ -379,10 +379,10 @@ impl Session {
     ) {
         let text = refusal::refusal_text(tool, decision);
         let Some(id) = id else {
-            info!(tool = %tool, "dropped a tools/call without an id: {text}");
+            info!(tool = ?tool, "dropped a tools/call without an id: {text}");
             return;
         };
-        info!(tool = %tool, %id, "{text}");
+        info!(tool = ?tool, %id, "{text}");
         let style = self.style_for(params);
         let modern = self.era.is_modern(meta);
         let line = refusal::policy_refusal(id, tool, decision, style, modern);
@@ -402,7 +402,7 @@ impl Session {
         arguments: Option<&[u8]>,
         code: Option<&str>,
     ) -> Vec<u8> {
-        info!(tool = %tool, %id, decision = why.kind(), "{}", refusal::approval_text(tool, rule, why));
+        info!(tool = ?tool, %id, decision = why.kind(), "{}", refusal::approval_text(tool, rule, why));
         let (channel, outcome, note) = match why {
             ApprovalRefusal::Denied { channel, note } => (Some(*channel), "deny", note.clone()),
             ApprovalRefusal::Unclear { channel, why } => {

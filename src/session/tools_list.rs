@@ -99,6 +99,8 @@ fn describe_change(before: Option<&[u8]>, after: &[u8]) -> String {
     let differing: Vec<String> = keys
         .into_iter()
         .filter(|key| canonical(json::get(before, key)) != canonical(json::get(after, key)))
+        // The server's own words, logged and shown: escaped like everything a person reads.
+        .map(|key| crate::approval::display::visible(&key, 100))
         .collect();
     format!(
         "its {} changed since the session first listed it",

@@ -196,7 +196,7 @@ impl Server {
             // Servers print banners and logs where they should not; only JSON-RPC counts.
             let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(&bytes) else {
                 let line = String::from_utf8_lossy(&bytes);
-                tracing::debug!(line = %line.trim_end(), "not a JSON-RPC message; skipped");
+                tracing::debug!(line = ?line.trim_end(), "not a JSON-RPC message; skipped");
                 continue;
             };
             let answer_id = message.get("id");

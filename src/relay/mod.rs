@@ -50,6 +50,10 @@ pub const TERM_GRACE: Duration = Duration::from_millis(800);
 /// How long the child's last output may take to arrive once it has exited (a grandchild can
 /// hold its stdout open).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// How many approval commands may run at once. Past it, a question is not asked by command and
+/// its call is refused, saying which cap: a client cannot make the proxy start programs
+/// without bound.
+pub const MAX_APPROVAL_COMMANDS: usize = 16;
 /// How often the policy file is checked for changes: soon enough that an edit takes effect
 /// before the next few calls, rarely enough to cost nothing (one stat a second).
 const POLICY_FILE_CHECK: Duration = Duration::from_secs(1);
@@ -336,6 +340,21 @@ struct Approvers {
 impl Approvers {
     fn start(&mut self, job: ApproverJob) {
         let id = job.id;
+        if self.handles.len() >= MAX_APPROVAL_COMMANDS {
+            warn!(
+                job = id,
+                "{MAX_APPROVAL_COMMANDS} approval commands are running; this question is refused"
+            );
+            let handle = self.running.spawn(async move {
+                let why = format!(
+                    "{MAX_APPROVAL_COMMANDS} approval commands are already running (the cap on \
+                     approval commands at once), so this one was not started"
+                );
+                (id, Answer::unclear(&why))
+            });
+            self.handles.insert(id, handle);
+            return;
+        }
         info!(job = id, command = ?job.command, "running the approval command");
         let handle = self
             .running

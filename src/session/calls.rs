@@ -54,6 +54,8 @@ pub(super) struct Call {
 #[derive(Debug, Default)]
 pub(super) struct Calls {
     by_id: HashMap<RequestId, Call>,
+    /// How many of them wait for a person (bounded by `held::MAX_HELD_CALLS`).
+    awaiting_approval: usize,
     /// Progress tokens of the requests in flight, to the request each belongs to.
     progress: HashMap<RequestId, RequestId>,
 }
@@ -67,7 +69,19 @@ impl Calls {
         if let Some(token) = &call.progress_token {
             self.progress.insert(token.clone(), id.clone());
         }
-        self.by_id.insert(id, call);
+        if matches!(call.stage, Stage::AwaitingApproval(_)) {
+            self.awaiting_approval += 1;
+        }
+        if let Some(old) = self.by_id.insert(id, call)
+            && matches!(old.stage, Stage::AwaitingApproval(_))
+        {
+            self.awaiting_approval -= 1;
+        }
+    }
+
+    /// How many calls wait for a person.
+    pub(super) fn awaiting_approval(&self) -> usize {
+        self.awaiting_approval
     }
 
     pub(super) fn get(&self, id: &RequestId) -> Option<&Call> {
@@ -80,6 +94,9 @@ impl Calls {
 
     pub(super) fn remove(&mut self, id: &RequestId) -> Option<Call> {
         let call = self.by_id.remove(id)?;
+        if matches!(call.stage, Stage::AwaitingApproval(_)) {
+            self.awaiting_approval -= 1;
+        }
         if let Some(token) = &call.progress_token {
             self.progress.remove(token);
         }

@@ -45,10 +45,48 @@ pub(super) struct Held {
     /// The next progress notification, when the call has a progress token.
     next_progress: Option<Instant>,
     progress_sent: u32,
-    /// The call's arguments, for the audit log's digest.
-    arguments: Option<Vec<u8>>,
+    /// The call's arguments, for the audit log's digest: where they are in `line`, so that a
+    /// held call costs its line once.
+    arguments: Arguments,
     /// The approval code the person is shown.
     code: String,
+}
+
+/// How many calls of one session may wait for a person at once. Past it a call that needs
+/// approval is refused at once, saying so: a client that sends calls needing approval and
+/// never answers holds at most this many lines.
+pub const MAX_HELD_CALLS: usize = 256;
+
+/// Where a held call's arguments are.
+#[derive(Debug)]
+enum Arguments {
+    None,
+    /// A range of the held line (always, for a line the pump read).
+    InLine(std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl Arguments {
+    fn of(line: &[u8], arguments: Option<&[u8]>) -> Arguments {
+        let Some(part) = arguments else {
+            return Arguments::None;
+        };
+        let start = (part.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            Some(end) if start <= line.len() && end <= line.len() => Arguments::InLine(start..end),
+            _ => Arguments::Owned(part.to_vec()),
+        }
+    }
+}
+
+impl Held {
+    fn arguments(&self) -> Option<&[u8]> {
+        match &self.arguments {
+            Arguments::None => None,
+            Arguments::InLine(range) => self.line.get(range.clone()),
+            Arguments::Owned(bytes) => Some(bytes),
+        }
+    }
 }
 
 /// What this session's approvals allow without asking again. In memory only: a grant never
@@ -116,7 +154,13 @@ impl Session {
                      for the key ({why})"
                 )
             });
-        if let Some(why) = unshowable.or(unsealable) {
+        let too_many = (self.calls.awaiting_approval() >= MAX_HELD_CALLS).then(|| {
+            format!(
+                "{MAX_HELD_CALLS} calls are already waiting for a person in this session (the cap \
+                 on held calls); answer those first"
+            )
+        });
+        if let Some(why) = too_many.or(unshowable).or(unsealable) {
             let why = ApprovalRefusal::CannotAsk { why };
             let line = self.refuse_approval(&id, tool, &rule, &why, style, modern, arguments, None);
             self.answer(batch, line, out);
@@ -187,6 +231,7 @@ impl Session {
         if let Some(at) = next_progress.filter(|&at| at < deadline) {
             out.push(Effect::Wake(at));
         }
+        let arguments = Arguments::of(&request.line, arguments);
         let held = Held {
             line: request.line.into_owned(),
             tool: tool.to_owned(),
@@ -199,7 +244,7 @@ impl Session {
             modern,
             next_progress,
             progress_sent: 1,
-            arguments: arguments.map(<[u8]>::to_vec),
+            arguments,
             code: question.code.clone(),
         };
         self.enter(
@@ -326,7 +371,7 @@ impl Session {
                     &why,
                     held.style,
                     held.modern,
-                    held.arguments.as_deref(),
+                    held.arguments(),
                     Some(&held.code),
                 );
                 self.deliver(&call, Cow::Owned(line), out);
@@ -370,7 +415,7 @@ impl Session {
                 "approval_withdrawn",
                 Some(&held.rule),
                 Some("the client cancelled the call"),
-                held.arguments.as_deref(),
+                held.arguments(),
                 Some(approval),
             );
             self.withdraw_channels(&held, "the client cancelled the call", out);
@@ -406,7 +451,7 @@ impl Session {
                 &why,
                 held.style,
                 held.modern,
-                held.arguments.as_deref(),
+                held.arguments(),
                 Some(&held.code),
             );
             self.deliver(&call, Cow::Owned(line), out);

@@ -889,3 +889,34 @@ fn a_call_that_cannot_be_shown_as_it_runs_is_refused_not_asked() {
             .any(|m| m["method"] == "elicitation/create")
     );
 }
+
+/// A 2026-07-28 question asked on both channels, whose retry the rules now refuse (a reload
+/// made the tool denied): the call is refused, and its approval command is stopped at once, not
+/// left running until the deadline.
+#[test]
+fn a_retry_refused_by_new_rules_stops_its_approval_command_at_once() {
+    let mut h = Harness::new(&[Channel::Elicitation, Channel::Command], true);
+    let first = modern_call(
+        1,
+        "valkey_write",
+        json!({"command":"SET","args":["k","v"]}),
+        true,
+    );
+    let out = h.client(&first, 0);
+    assert_eq!(out.jobs.len(), 1, "the command is asked as well");
+    let job = out.jobs[0].id;
+    let state = out.client[0]["result"]["requestState"].clone();
+    let stricter = Config::parse(
+        "[[rules]]\ntool = \"valkey_write\"\naction = \"deny\"\nreason = \"frozen\"\n",
+    )
+    .unwrap();
+    h.session.replace_policy(Policy::new(&stricter).unwrap());
+    let out = h.client(&retry(first, 2, &state, accept("approve_once")), 1);
+    assert!(out.child.is_empty(), "refused by the rules of now");
+    assert_eq!(out.cancelled_jobs, [job], "the command is stopped at once");
+    assert!(
+        out.client[0].to_string().contains("frozen"),
+        "{:?}",
+        out.client
+    );
+}

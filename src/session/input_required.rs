@@ -137,6 +137,32 @@ impl Session {
         let style = self.style_for(request.params);
         let modern = self.era.is_modern(request.meta);
         let params = request.params.expect("a state was read from params");
+        let digest = arguments_digest(arguments);
+        let opened = match self.sealer.as_mut() {
+            Ok(sealer) => sealer.open_numbered(state, tool, &digest, now),
+            // Nothing was sealed without a key; a state that claims otherwise is not ours.
+            Err(_) => Err(crate::approval::seal::Broken::Forged),
+        };
+        // The approval command asked about the same question, if one runs: its answer, if it
+        // came first, decides; otherwise it is withdrawn, now, whatever the rules now say of
+        // the call (a call they refuse at the retry must not leave its command running until
+        // the deadline).
+        let ask = opened
+            .as_ref()
+            .ok()
+            .and_then(|nonce| self.modern_asks.remove(nonce));
+        let code = ask.as_ref().map(|a| a.code.clone());
+        let command_answer = match ask {
+            Some(ModernAsk {
+                answer: Some(answer),
+                ..
+            }) => Some(answer),
+            Some(ModernAsk { job: Some(job), .. }) => {
+                out.push(Effect::CancelApprover(job));
+                None
+            }
+            _ => None,
+        };
         let rule = match verdict(decision) {
             Verdict::Ask(rule) => rule,
             Verdict::Forward(decision) => {
@@ -182,30 +208,6 @@ impl Session {
                 );
                 return;
             }
-        };
-        let digest = arguments_digest(arguments);
-        let opened = match self.sealer.as_mut() {
-            Ok(sealer) => sealer.open_numbered(state, tool, &digest, now),
-            // Nothing was sealed without a key; a state that claims otherwise is not ours.
-            Err(_) => Err(crate::approval::seal::Broken::Forged),
-        };
-        // The approval command asked about the same question, if one runs: its answer, if it
-        // came first, decides; otherwise it is withdrawn.
-        let ask = opened
-            .as_ref()
-            .ok()
-            .and_then(|nonce| self.modern_asks.remove(nonce));
-        let code = ask.as_ref().map(|a| a.code.clone());
-        let command_answer = match ask {
-            Some(ModernAsk {
-                answer: Some(answer),
-                ..
-            }) => Some(answer),
-            Some(ModernAsk { job: Some(job), .. }) => {
-                out.push(Effect::CancelApprover(job));
-                None
-            }
-            _ => None,
         };
         if let Err(broken) = opened {
             let why = match broken {

@@ -52,6 +52,19 @@ pub fn text(tool: &str, explanation: &Explanation) -> String {
         };
         let _ = writeln!(out, "  {}: {why}", rule.label());
     }
+    match &explanation.command_line {
+        Some(Ok(words)) => {
+            let _ = writeln!(
+                out,
+                "command line the server would run: {}",
+                serde_json::to_string(words).unwrap_or_default()
+            );
+        }
+        Some(Err(why)) => {
+            let _ = writeln!(out, "command line: not readable: {why}");
+        }
+        None => {}
+    }
     let decision = &explanation.decision;
     let _ = writeln!(out, "decision: {}", verdict(decision));
     match decision {
@@ -120,8 +133,17 @@ pub fn to_json(tool: &str, explanation: &Explanation) -> Value {
         })
         .collect();
     let decision = &explanation.decision;
+    // `words`: the command line the server would run (null when the proxy does not know how the
+    // tool makes one); `wordsUnreadable`: why these arguments give no command line it can read.
+    let (words, unreadable) = match &explanation.command_line {
+        Some(Ok(words)) => (json!(words), Value::Null),
+        Some(Err(why)) => (Value::Null, json!(why)),
+        None => (Value::Null, Value::Null),
+    };
     json!({
         "tool": tool,
+        "words": words,
+        "wordsUnreadable": unreadable,
         "decision": verdict(decision),
         "rule": decision.rule().map(|r| r.number),
         "ruleName": decision.rule().and_then(|r| r.name.clone()),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::condition::Holds;
-use super::{Call, Decision, Membership, Policy, PolicyState, Rule, ToolInfo};
+use super::{Call, Decision, Membership, Policy, PolicyState, Rule};
 
 /// What one rule made of the call.
 #[derive(Debug, Clone)]
@@ -29,6 +29,9 @@ pub enum Step {
 pub struct Explanation {
     pub steps: Vec<(Arc<Rule>, Step)>,
     pub decision: Decision,
+    /// The words of the command line the server would run, when the proxy knows how the tool
+    /// makes them; or why it cannot read them from these arguments.
+    pub command_line: Option<Result<Vec<String>, String>>,
 }
 
 impl Policy {
@@ -46,7 +49,10 @@ impl Policy {
         now: Instant,
     ) -> Explanation {
         let decision = self.evaluate(call, state, now);
-        let schema = call.tool_info.and_then(ToolInfo::input_schema);
+        let subject = self.subject(call);
+        let command_line = subject
+            .line()
+            .map(|_| subject.words().map(|words| words.words.clone()));
         let mut steps = Vec::new();
         let mut decided = false;
         for (index, rule) in self.rules.iter().enumerate() {
@@ -78,7 +84,7 @@ impl Policy {
                 }
             }
             if let Some(when) = &rule.when {
-                match when.holds(call.arguments, schema) {
+                match when.judge(&subject) {
                     Holds::Yes => {}
                     Holds::No => {
                         steps.push((rule.clone(), Step::ConditionFalse(when.describe())));
@@ -108,6 +114,10 @@ impl Policy {
             steps.push((rule.clone(), Step::Decided(this)));
             decided = true;
         }
-        Explanation { steps, decision }
+        Explanation {
+            steps,
+            decision,
+            command_line,
+        }
     }
 }

@@ -210,6 +210,16 @@ impl CommandLines {
         }
     }
 
+    /// Whether `path` is the command argument of some command line: a cheap test, without
+    /// looking the tool up, that spares most conditions the lookup.
+    pub fn may_be_command(&self, path: &ArgPath) -> bool {
+        self.lines
+            .iter()
+            .chain(self.builtin.iter().map(|(_, line)| line))
+            .filter_map(CommandLine::command_path)
+            .any(|command| command.segments == path.segments)
+    }
+
     /// Whether a declared or built-in command line covers the exact tool name `tool`.
     pub fn knows(&self, tool: &str) -> bool {
         self.for_tool(tool).is_some()

@@ -330,7 +330,9 @@ impl Test {
         }
         // A test on the argument a known command line takes its command from is judged on what
         // the server runs as well as on what the call wrote.
-        let on_command = subject.lines.is_some()
+        let on_command = subject
+            .lines
+            .is_some_and(|lines| lines.may_be_command(&self.path))
             && subject
                 .line()
                 .and_then(CommandLine::command_path)

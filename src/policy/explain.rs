@@ -32,6 +32,9 @@ pub struct Explanation {
     /// The words of the command line the server would run, when the proxy knows how the tool
     /// makes them; or why it cannot read them from these arguments.
     pub command_line: Option<Result<Vec<String>, String>>,
+    /// The words the command argument alone makes: all that a test on the command reads when
+    /// the rest of the line cannot be read.
+    pub command_words: Option<Vec<String>>,
 }
 
 impl Policy {
@@ -53,6 +56,9 @@ impl Policy {
         let command_line = subject
             .line()
             .map(|_| subject.words().map(|words| words.words.clone()));
+        let command_words = subject
+            .line()
+            .and_then(|line| line.command_words(call.arguments, subject.schema).ok());
         let mut steps = Vec::new();
         let mut decided = false;
         for (index, rule) in self.rules.iter().enumerate() {
@@ -118,6 +124,7 @@ impl Policy {
             steps,
             decision,
             command_line,
+            command_words,
         }
     }
 }

@@ -159,6 +159,8 @@ pub struct CommandLines {
     globs: Vec<(globset::GlobMatcher, usize)>,
     lines: Vec<CommandLine>,
     builtin: Vec<(&'static str, CommandLine)>,
+    /// The distinct command arguments of all of them (for the Valkey tools, `command` alone).
+    command_paths: Vec<ArgPath>,
 }
 
 impl CommandLines {
@@ -182,6 +184,15 @@ impl CommandLines {
                 None => {
                     lines.exact.entry(tool.to_owned()).or_insert(index);
                 }
+            }
+        }
+        let all = lines
+            .lines
+            .iter()
+            .chain(lines.builtin.iter().map(|(_, line)| line));
+        for path in all.filter_map(CommandLine::command_path) {
+            if !lines.command_paths.contains(path) {
+                lines.command_paths.push(path.clone());
             }
         }
         lines
@@ -213,10 +224,8 @@ impl CommandLines {
     /// Whether `path` is the command argument of some command line: a cheap test, without
     /// looking the tool up, that spares most conditions the lookup.
     pub fn may_be_command(&self, path: &ArgPath) -> bool {
-        self.lines
+        self.command_paths
             .iter()
-            .chain(self.builtin.iter().map(|(_, line)| line))
-            .filter_map(CommandLine::command_path)
             .any(|command| command.segments == path.segments)
     }
 

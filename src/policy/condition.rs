@@ -46,6 +46,9 @@ pub struct Test {
     /// must be at least one: an empty array passes no `every` test, so an allow rule that wants
     /// every key safe does not allow a call with no keys at all.
     pub every: bool,
+    /// How many leading words of a command line the operator reads (see
+    /// [`Test::words_needed`]), worked out once.
+    words_needed: Option<usize>,
 }
 
 /// A path into `arguments`: `command`, `a.b`, `args[0]`, `args[*]`.
@@ -456,7 +459,7 @@ impl Test {
             (Err(why), Some(known)) => {
                 command = known.command_words(subject.arguments, subject.schema);
                 match &command {
-                    Ok(words) if self.words_needed().is_some_and(|n| n <= words.len()) => words,
+                    Ok(words) if self.words_needed.is_some_and(|n| n <= words.len()) => words,
                     _ => return Err(why.clone()),
                 }
             }
@@ -496,7 +499,7 @@ impl Test {
         };
         !text.is_empty()
             && !text.contains(is_python_space)
-            && self.words_needed().is_some_and(|n| n <= 1)
+            && self.words_needed.is_some_and(|n| n <= 1)
             && (self.ignore_case || upper())
     }
 
@@ -681,12 +684,15 @@ impl Test {
             Op::Prefix(p) => Op::Prefix(fold(p)),
             other => other,
         };
-        Test {
+        let mut test = Test {
             path,
             op,
             ignore_case,
             every,
-        }
+            words_needed: None,
+        };
+        test.words_needed = test.words_needed();
+        test
     }
 }
 
@@ -873,8 +879,8 @@ fn walk(
 ) -> Result<(), String> {
     let schema = schema.map(|s| resolve(s, root));
     check_type(value, schema, || place_of(path, depth))?;
-    if json::kind(value) == Kind::String
-        && let Some(schema) = schema
+    if let Some(schema) = schema
+        && json::kind(value) == Kind::String
         && let Some(decoded) = decoded_json(value, schema, || place_of(path, depth))?
     {
         // The Python SDK decodes a top-level argument whose type is not just a string; the

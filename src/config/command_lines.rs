@@ -73,7 +73,10 @@ impl Checker<'_> {
         Some(CommandLineSpec {
             tool,
             glob,
-            line: CommandLine { parts: words? },
+            line: CommandLine {
+                parts: words?,
+                names_ignore_case: false,
+            },
         })
     }
 

@@ -22,6 +22,10 @@ use crate::json::{self, Kind};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandLine {
     pub parts: Vec<Part>,
+    /// The server reads command names without regard to case, wherever they are in the line
+    /// (Valkey: `CONFIG` with `args = ["set", ...]` runs CONFIG SET). Then a comparison that
+    /// does not ignore case refuses a call whose verdict would change with the case of a word.
+    pub names_ignore_case: bool,
 }
 
 /// One part of a command line: the value at `path` (every element, with `[*]`).
@@ -58,6 +62,7 @@ impl CommandLine {
             _ => return None,
         };
         Some(CommandLine {
+            names_ignore_case: true,
             parts: vec![
                 Part {
                     path: parse_path("command").expect("a valid path"),
@@ -331,6 +336,7 @@ mod tests {
     #[test]
     fn a_declared_line_comes_before_the_builtin_one() {
         let shell = CommandLine {
+            names_ignore_case: false,
             parts: vec![Part {
                 path: parse_path("line").unwrap(),
                 upper: false,

@@ -400,12 +400,30 @@ impl Test {
             _ => words,
         };
         let mut passed = 0;
+        // Where the server reads command names without regard to case, a comparison that
+        // minds case must give the same verdict on the word upper-cased, or the call is refused.
+        let folded = (!self.ignore_case && subject.line().is_some_and(|l| l.names_ignore_case))
+            .then(|| self.upper_case());
         if !matches!(self.op, Op::Exists(_)) {
             for word in selected {
-                match self.test_text(word) {
-                    Ok(true) => passed += 1,
-                    Ok(false) => {}
+                let holds = match self.test_text(word) {
+                    Ok(holds) => holds,
                     Err(why) => return Holds::Unjudgeable(why),
+                };
+                if let Some(folded) = &folded
+                    && folded.compares_literals()
+                    && folded.test_text(word) != Ok(holds)
+                {
+                    return Holds::Unjudgeable(format!(
+                        "`{}` is {word:?}, which the server reads without regard to case when it \
+                         names a command; the condition `{}` minds case, so the proxy cannot \
+                         judge the call by it. Send command names in upper case",
+                        self.path.text,
+                        self.describe(),
+                    ));
+                }
+                if holds {
+                    passed += 1;
                 }
             }
         }
@@ -465,7 +483,8 @@ impl Test {
             }
             (Err(why), None) => return Err(why.clone()),
         };
-        let Some(run) = self.test_run(words) else {
+        let names_ignore_case = subject.line().is_some_and(|l| l.names_ignore_case);
+        let Some(run) = self.test_run(words, names_ignore_case) else {
             return Ok(written);
         };
         if run == written {
@@ -482,6 +501,20 @@ impl Test {
             self.describe(),
             self.path.text,
         ))
+    }
+
+    /// This test comparing without regard to case, as the server reads command names; only
+    /// its literals are upper-cased (globs and regexes keep their patterns).
+    fn upper_case(&self) -> Test {
+        Test::new(self.path.clone(), self.op.clone(), true, self.every)
+    }
+
+    /// Whether the operator compares with literal strings (which [`Test::upper_case`] folds).
+    fn compares_literals(&self) -> bool {
+        matches!(
+            self.op,
+            Op::Eq(_) | Op::Ne(_) | Op::In(_) | Op::NotIn(_) | Op::Prefix(_)
+        )
     }
 
     /// Whether this test reads the command `text` as what runs, without working the words
@@ -537,9 +570,13 @@ impl Test {
     /// k words is compared with the first k words (joined by one space), a glob or regex that
     /// spans whitespace with the whole line, and one that does not with the first word. `None`
     /// for the operators that do not compare text.
-    fn test_run(&self, words: &[String]) -> Option<bool> {
+    fn test_run(&self, words: &[String], names_ignore_case: bool) -> Option<bool> {
         if words.is_empty() {
             return Some(self.op.holds_when_missing());
+        }
+        if names_ignore_case && !self.ignore_case {
+            // What runs is read without regard to case: compare so.
+            return self.upper_case().test_run(words, false);
         }
         let leading = |literal: &str| -> String {
             let mut k = python_split(literal).count();

@@ -154,15 +154,16 @@ fn valkey_guard(tool: &str) -> Option<&'static str> {
             "# The proxy knows how this tool turns `command` and `args` into the command that\n\
              # runs (`command` upper-cased and split on whitespace, then `args`): @words[0] is its\n\
              # first word, @words[1] the second, whatever the spelling (\"FLUSHALL SYNC\",\n\
-             # \"\\uFB02ushall\", \"CONFIG\" with args = [\"SET\", ...]). These are refused outright;\n\
-             # the next rule sends the other admin commands to a person.\n\
+             # \"\\uFB02ushall\", \"CONFIG\" with args = [\"SET\", ...]). Words from `args` keep their case\n\
+             # and Valkey reads command names in any case, hence ignore_case on @words[1]. These are\n\
+             # refused outright; the next rule sends the other admin commands to a person.\n\
              [[rules]]\n\
              tool = \"valkey_admin\"\n\
              action = \"deny\"\n\
              reason = \"flushing, shutting down or reconfiguring the server needs an operator\"\n\
              when = [ { any = [\n    \
              { arg = \"@words[0]\", in = [\"FLUSHALL\", \"FLUSHDB\", \"SHUTDOWN\", \"SWAPDB\", \"DEBUG\", \"MODULE\", \"MIGRATE\"] },\n    \
-             { all = [ { arg = \"@words[0]\", eq = \"CONFIG\" }, { arg = \"@words[1]\", eq = \"SET\" } ] },\n\
+             { all = [ { arg = \"@words[0]\", eq = \"CONFIG\" }, { arg = \"@words[1]\", eq = \"SET\", ignore_case = true } ] },\n\
              ] } ]\n\n",
         ),
         "valkey_write" => Some(

@@ -748,3 +748,35 @@ fn a_string_the_server_decodes_is_judged_as_what_it_decodes_to() {
         );
     }
 }
+
+#[test]
+fn valkey_reads_command_names_in_any_case_so_a_case_minding_test_refuses() {
+    // `CONFIG` with args ["set", ...] runs CONFIG SET: Valkey reads subcommands in any case.
+    let config_set = r#"{"command":"CONFIG","args":["set","maxmemory","1"]}"#;
+    let second = words_test("@words[1]", Op::Eq(Literal::Str("SET".into())), false);
+    let second_any_case = words_test("@words[1]", Op::Eq(Literal::Str("SET".into())), true);
+    let legacy = test(
+        "command",
+        Op::Eq(Literal::Str("CONFIG SET".into())),
+        false,
+        false,
+    );
+    let key = words_test("@words[*]", Op::In(strs(&["user:1"])), false);
+    let cases: &[(&Cond, &str, &str)] = &[
+        (&second, config_set, "refused"),
+        (&second_any_case, config_set, "yes"),
+        (&legacy, config_set, "refused"),
+        (&second, r#"{"command":"CONFIG","args":["GET","x"]}"#, "no"),
+        // A word that is no command name is still compared as written when case cannot matter.
+        (&key, r#"{"command":"GET","args":["user:1"]}"#, "yes"),
+        (&key, r#"{"command":"GET","args":["USER:2"]}"#, "no"),
+    ];
+    for (cond, arguments, expected) in cases {
+        let holds = match judge_call(cond, "valkey_admin", arguments, Some(WRITE_SCHEMA)) {
+            Holds::Yes => "yes",
+            Holds::No => "no",
+            Holds::Unjudgeable(_) => "refused",
+        };
+        assert_eq!(holds, *expected, "{} {arguments}", cond.describe());
+    }
+}

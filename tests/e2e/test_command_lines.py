@@ -13,7 +13,9 @@ it):
 * the same server behind the proxy, once per policy: what it lets through must be what the
   control ran, and no flush may get through.
 
-The corpus is made from a seed, so a failure names a shape that can be run again.
+The corpus is made from a seed, so a failure names a shape that can be run again. MONITOR leaves
+out Valkey's administrative commands (CONFIG, CLIENT KILL, ...): for those shapes only explain
+and the session are compared.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ from typing import Any
 import harness
 
 FLUSHES = frozenset({b"FLUSHALL", b"FLUSHDB"})
+
+
+def dangerous(words: list[bytes]) -> bool:
+    """What both policies refuse: a flush, or CONFIG SET (Valkey reads the subcommand in any
+    case). MONITOR never shows CONFIG (Valkey leaves administrative commands out of it), so only
+    the flushes are seen to run; CONFIG SET shapes are still checked for agreement between
+    explain and the session."""
+    return bool(words) and (words[0] in FLUSHES or [w.upper() for w in words[:2]] == [b"CONFIG", b"SET"])
 SEED = 23
 SHAPES_PER_BASE = 24
 
@@ -43,7 +53,10 @@ name = "no flush"
 tool = "valkey_{admin,read,write}"
 action = "deny"
 reason = "flushing the database needs an operator"
-when = [ { arg = "@words[0]", in = ["FLUSHALL", "FLUSHDB"] } ]
+when = [ { any = [
+  { arg = "@words[0]", in = ["FLUSHALL", "FLUSHDB"] },
+  { all = [ { arg = "@words[0]", eq = "CONFIG" }, { arg = "@words[1]", eq = "SET", ignore_case = true } ] },
+] } ]
 """
 
 # The way the docs taught until now: a rule on the `command` field.
@@ -56,7 +69,7 @@ name = "no flush"
 tool = "valkey_{admin,read,write}"
 action = "deny"
 reason = "flushing the database needs an operator"
-when = [ { arg = "command", in = ["FLUSHALL", "FLUSHDB"], ignore_case = true } ]
+when = [ { arg = "command", in = ["FLUSHALL", "FLUSHDB", "CONFIG SET"], ignore_case = true } ]
 """
 
 # Each tool's commands, as words (the first one or two the command, the rest its arguments).
@@ -111,6 +124,8 @@ def shape(tool: str, words: list[str], rng: random.Random) -> dict[str, Any]:
     lead = rng.choice(PADS) if rng.randrange(7) == 0 else ""
     trail = rng.choice(["", "", " " + rng.choice(PADS), rng.choice(PADS)])
     command = lead + "".join(w if i == 0 else separator() + w for i, w in enumerate(head)) + trail
+    if rng.randrange(3) == 0 and rest and split == 1 and len(words) > 2:
+        rest[0] = spell(rest[0], rng)  # a subcommand in args, in another case
     if rng.randrange(6) == 0 and rest:
         rest[-1] = rest[-1] + rng.choice([" ", "\u00a0"])  # whitespace inside an argument
     if rng.randrange(8) == 0:
@@ -309,7 +324,7 @@ def test_the_proxy_views_each_command_as_valkey_runs_it(tmp_path: Path) -> None:
         name = f"shape {index}: {tool} {json.dumps(arguments)}"
         assert len(direct.ran) <= 1, f"{name}: one call ran {direct.ran}"
         ran_words = direct.ran[0] if direct.ran else None
-        if ran_words and ran_words[0] in FLUSHES:
+        if ran_words and dangerous(ran_words):
             flushes += 1
         for policy_name, policy in policies.items():
             report = explain(policy, tools_file, tool, arguments)
@@ -328,10 +343,11 @@ def test_the_proxy_views_each_command_as_valkey_runs_it(tmp_path: Path) -> None:
                         disagreements.append(f"{name} [{policy_name}]: allowed on the command's words {partial}, Valkey ran {ran_words}")
                     else:
                         partial_views += 1
-                # What the rule matched: a flush is refused, nothing else is refused for it.
-                flush = ran_words[0] in FLUSHES
+                # What the rule matched: a flush or CONFIG SET is refused, nothing else is
+                # refused for it.
+                flush = dangerous(ran_words)
                 if flush and report["decision"] == "allow":
-                    disagreements.append(f"{name} [{policy_name}]: Valkey ran a flush {ran_words}; explain allows it")
+                    disagreements.append(f"{name} [{policy_name}]: Valkey ran {ran_words}; explain allows it")
                 if policy_name == "words" and report["decision"] in ("allow", "deny") and (report["decision"] == "deny") != flush:
                     disagreements.append(f"{name} [{policy_name}]: rule says {report['decision']}, Valkey ran {ran_words}")
             # The session decides as explain does, and a refusal says why.
@@ -345,8 +361,8 @@ def test_the_proxy_views_each_command_as_valkey_runs_it(tmp_path: Path) -> None:
                     disagreements.append(f"{name} [{policy_name}]: a refusal without a reason: {through.text!r}")
             elif through.ran != direct.ran:
                 disagreements.append(f"{name} [{policy_name}]: through the proxy Valkey ran {through.ran}, without it {direct.ran}")
-            if any(words and words[0] in FLUSHES for words in through.ran):
-                disagreements.append(f"{name} [{policy_name}]: a flush got through the proxy: {through.ran}")
+            if any(dangerous(words) for words in through.ran):
+                disagreements.append(f"{name} [{policy_name}]: {through.ran} got through the proxy")
 
     elapsed = time.monotonic() - started
     print(

@@ -12,7 +12,11 @@
 //!   judged at all: the server's SDK would convert it (a JSON-encoded string becomes an array,
 //!   `"5"` becomes 5, `"yes"` becomes true), so the proxy cannot know what runs. The same holds
 //!   without a schema for a step into a string, or a string that holds a JSON array or object.
-//!   Such a call is refused with the reason ([`Holds::Unjudgeable`]).
+//!   Such a call is refused with the reason ([`Holds::Unjudgeable`]);
+//! - where the schema lets a top-level argument be a string or an array, object, boolean or
+//!   null, a string holding such JSON is judged as what the Python SDK decodes it to;
+//! - `@words[i]` tests the command line the server runs (see [`super::command_line`]), and a
+//!   test on a known tool's command argument must read it as what runs, or it refuses the call.
 //!
 //! Nothing here builds a tree of the arguments: paths are walked with `json::get` and
 //! `json::elements` over the bytes of the line.

@@ -21,6 +21,7 @@ and the session are compared.
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import subprocess
@@ -404,5 +405,42 @@ def test_flushall_sync_is_refused_under_the_rule_the_docs_taught(tmp_path: Path)
             # server answers for itself.
             assert harness.decision_of(config) is None, harness.dump(config)
             assert valkey("GET", "keep") == "1", f"FLUSHALL SYNC ran under the {name} policy"
+    finally:
+        valkey.stop()
+
+
+def test_the_starter_policy_scan_writes_refuses_flushes_by_what_runs(tmp_path: Path) -> None:
+    """`scan` of the real server writes a policy that refuses FLUSHALL SYNC and CONFIG with
+    args = ["set", ...] (denied by their words), while reads run."""
+    valkey = harness.start_valkey(tmp_path / "valkey")
+    try:
+        scanned = subprocess.run(
+            [str(harness.proxy_bin()), "scan", str(harness.valkey_mcp_server())],
+            capture_output=True,
+            check=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**os.environ, **harness.server_env(valkey, tmp_path)},
+        )
+        policy = harness.write_policy(tmp_path, scanned.stdout.decode(), "starter.toml")
+        valkey("SET", "keep", "1")
+
+        async def session() -> tuple[Any, Any, Any]:
+            async with harness.open_client(harness.proxied(valkey, tmp_path, policy, admin=True)) as client:
+                await client.list_tools()
+                flush = await client.call_tool("valkey_admin", {"command": "FLUSHALL SYNC", "args": [], "confirm": True})
+                config = await client.call_tool("valkey_admin", {"command": "CONFIG", "args": ["set", "maxmemory-samples", "7"], "confirm": True})
+                read = await client.call_tool("valkey_read", {"command": "get", "args": ["keep"]})
+                return flush, config, read
+
+        flush, config, read = harness.run(session)
+        reason = "flushing, shutting down or reconfiguring the server needs an operator"
+        for refused in (flush, config):
+            found = harness.decision_of(refused)
+            assert refused.is_error and found is not None, harness.dump(refused)
+            assert found["decision"] == "deny" and found["reason"] == reason, found
+        harness.assert_allowed(read, "GET through the starter policy")
+        assert valkey("GET", "keep") == "1"
+        assert valkey("CONFIG", "GET", "maxmemory-samples")[1] != "7"
     finally:
         valkey.stop()

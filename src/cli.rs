@@ -71,6 +71,11 @@ pub enum Sub {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// A `tools/list` result saved from the server (`{"tools": [...]}`, or the array):
+        /// the tool's inputSchema and annotations are judged as in a session. Without it the
+        /// call is judged as if the server had listed no tools.
+        #[arg(long, value_name = "FILE")]
+        tools: Option<PathBuf>,
     },
     /// Run policy tests: each [[case]] of CASES (TOML) names a tool, its arguments and the
     /// decision expected; exit status 1 when a case fails.
@@ -129,6 +134,7 @@ pub enum Command {
         tool: String,
         arguments: Option<String>,
         json: bool,
+        tools: Option<PathBuf>,
     },
     Test {
         cases: PathBuf,
@@ -174,10 +180,12 @@ impl Cli {
                 tool,
                 arguments,
                 json,
+                tools,
             }) => Command::Explain {
                 tool,
                 arguments,
                 json,
+                tools,
             },
             Some(Sub::Test { cases }) => Command::Test { cases },
             None if self.check => Command::Check { to_stderr: true },

@@ -71,12 +71,33 @@ pub fn run(mut cli: Cli) -> Result<ExitCode, Error> {
             tool,
             arguments,
             json,
+            tools,
         } => {
             let path = cli.config.ok_or(Error::NoPolicy)?;
             let (_, policy) = load(&path)?;
             let arguments =
                 commands::explain::check_arguments(arguments.as_deref()).map_err(Error::Usage)?;
-            let explanation = commands::explain::explain(&policy, &tool, arguments.as_deref());
+            let tool_info = match &tools {
+                None => None,
+                Some(file) => {
+                    let text = std::fs::read(file).map_err(|err| {
+                        Error::Usage(format!(
+                            "cannot read the tools file {}: {err}",
+                            file.display()
+                        ))
+                    })?;
+                    Some(
+                        commands::explain::tool_info(&text, &tool)
+                            .map_err(|why| Error::Usage(format!("{}: {why}", file.display())))?,
+                    )
+                }
+            };
+            let explanation = commands::explain::explain(
+                &policy,
+                &tool,
+                arguments.as_deref(),
+                tool_info.as_ref(),
+            );
             if json {
                 print_report(&commands::explain::to_json(&tool, &explanation).to_string());
             } else {

@@ -151,3 +151,113 @@ expect = ["allow", "allow", "allow", "allow", "allow", "allow", "allow", "allow"
         stderr(&usage)
     );
 }
+
+/// The real server's `json_set` as it lists it (awslabs.valkey-mcp-server 1.1.1): `value` is
+/// `str | int | float | bool | list | dict | None`, so its SDK decodes a string holding JSON.
+const JSON_SET_TOOLS: &str = r#"{"tools":[{"name":"json_set","inputSchema":{"properties":{"key":{"title":"Key","type":"string"},"value":{"anyOf":[{"type":"string"},{"type":"integer"},{"type":"number"},{"type":"boolean"},{"items":{},"type":"array"},{"additionalProperties":true,"type":"object"},{"type":"null"}],"title":"Value"},"path":{"default":"$","title":"Path","type":"string"},"ttl":{"anyOf":[{"type":"integer"},{"type":"null"}],"default":null,"title":"Ttl"}},"required":["key","value"],"title":"json_setArguments","type":"object"}}]}"#;
+
+#[test]
+fn explain_judges_a_json_string_as_what_the_server_decodes_it_to() {
+    let dir = TempDir::new();
+    let policy = dir.write(
+        "policy.toml",
+        r#"
+[[rules]]
+name = "no secrets"
+tool = "json_set"
+action = "deny"
+when = [ { arg = "value[*]", glob = "secret*" } ]
+"#,
+    );
+    let tools = dir.write("tools.json", JSON_SET_TOOLS);
+    let explain = |arguments: &str| -> Value {
+        let output = run(&[
+            "explain",
+            "--config",
+            policy.to_str().unwrap(),
+            "--json",
+            "--tools",
+            tools.to_str().unwrap(),
+            "json_set",
+            arguments,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    // The string is JSON for an array holding "secret": the server stores that array.
+    let decoded = explain(r#"{"key":"doc","value":"[\"secret-plan\"]"}"#);
+    assert_eq!(decoded["decision"], "deny", "{decoded}");
+    assert_eq!(decoded["rule"], 1);
+    let other = explain(r#"{"key":"doc","value":"[\"public\"]"}"#);
+    assert_eq!(other["decision"], "allow", "{other}");
+    // JSON only a lenient parser reads is refused, with why.
+    let lenient = explain(r#"{"key":"doc","value":"[\"secret\", NaN]"}"#);
+    assert_eq!(lenient["decision"], "unjudgeable_arguments", "{lenient}");
+    assert!(
+        lenient["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not as strict JSON")),
+        "{lenient}"
+    );
+    // Without the server's tools the type is unknown, and a string holding JSON is refused.
+    let output = run(&[
+        "explain",
+        "--config",
+        policy.to_str().unwrap(),
+        "--json",
+        "json_set",
+        r#"{"key":"doc","value":"[\"public\"]"}"#,
+    ]);
+    let unknown: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(unknown["decision"], "unjudgeable_arguments", "{unknown}");
+}
+
+#[test]
+fn explain_and_check_show_the_command_line_the_server_runs() {
+    let dir = TempDir::new();
+    let policy = dir.write(
+        "policy.toml",
+        r#"
+[[rules]]
+name = "no flush"
+tool = "valkey_admin"
+action = "deny"
+when = [ { arg = "command", in = ["FLUSHALL", "FLUSHDB"], ignore_case = true } ]
+"#,
+    );
+    let path = policy.to_str().unwrap();
+    let output = run(&[
+        "explain",
+        "--config",
+        path,
+        "--json",
+        "valkey_admin",
+        r#"{"command":"FLUSHALL SYNC","args":[],"confirm":true}"#,
+    ]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["decision"], "unjudgeable_arguments", "{report}");
+    assert_eq!(report["words"], serde_json::json!(["FLUSHALL", "SYNC"]));
+    assert!(
+        report["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(r#"runs as the command ["FLUSHALL","SYNC"]"#)),
+        "{report}"
+    );
+    let output = run(&[
+        "explain",
+        "--config",
+        path,
+        "valkey_admin",
+        "{\"command\":\"\u{fb02}ushall\\u3000async\"}",
+    ]);
+    let text = stdout(&output);
+    assert!(
+        text.contains(r#"command line the server would run: ["FLUSHALL","ASYNC"]"#),
+        "{text}"
+    );
+    let check = stdout(&run(&["check", "--config", path]));
+    assert!(
+        check.contains("is refused as unjudgeable_arguments") && check.contains("@words[0]"),
+        "{check}"
+    );
+}

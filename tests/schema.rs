@@ -906,3 +906,49 @@ fn the_schema_command_prints_the_file() {
         "`mcp-policy-proxy schema` printed something else than the file"
     );
 }
+
+/// `[[command_lines]]` and `@words`: accepted by both the reader and the schema, and their
+/// mistakes of type or key refused by both.
+#[test]
+fn command_lines_and_words_agree_with_the_reader() {
+    let validator = Validator::new();
+    let valid = r#"
+[[command_lines]]
+tool = "run_*"
+words = [ { arg = "program" }, { arg = "argv[*]" } ]
+
+[[command_lines]]
+tool = "shell"
+words = [ { arg = "line", split = true, upper = false } ]
+
+[[rules]]
+tool = "valkey_admin"
+action = "deny"
+when = [ { arg = "@words[0]", in = ["FLUSHALL", "FLUSHDB"] }, { arg = "@words[*]", glob = "prod:*", every = true } ]
+
+[[rules]]
+tool = "shell"
+action = "deny"
+when = [ { arg = "@words[1]", eq = "-rf" } ]
+"#;
+    reader_accepts(valid).unwrap_or_else(|e| panic!("{e}"));
+    validator.check(valid).unwrap_or_else(|e| panic!("{e}"));
+    for invalid in [
+        "[[command_lines]]\ntool = \"t\"\nwords = [ { arg = \"a\", spilt = true } ]\n",
+        "[[command_lines]]\ntool = \"t\"\nwords = [ { arg = \"a\", split = \"yes\" } ]\n",
+        "[[command_lines]]\ntool = \"t\"\nwords = []\n",
+        "[[command_lines]]\nwords = [ { arg = \"a\" } ]\n",
+        "[[command_lines]]\ntool = \"t\"\n",
+        "[[command_lines]]\ntool = \"t\"\nwords = [ { upper = true } ]\n",
+        "command_lines = { tool = \"t\" }\n",
+    ] {
+        assert!(
+            reader_accepts(invalid).is_err(),
+            "the reader accepts:\n{invalid}"
+        );
+        assert!(
+            validator.check(invalid).is_err(),
+            "the schema accepts:\n{invalid}"
+        );
+    }
+}

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::Config;
-use crate::policy::Policy;
+use crate::policy::command_line::{BUILTIN_TOOLS, CommandLine};
+use crate::policy::{Policy, Rule};
 
 /// The report `check` prints: each rule and the default, as the proxy reads them.
 pub fn report(path: &Path, config: &Config, policy: &Policy) -> String {
@@ -44,6 +45,9 @@ pub fn report(path: &Path, config: &Config, policy: &Policy) -> String {
             let _ = write!(text, " ({reason})");
         }
         text.push('\n');
+        if let Some(note) = command_note(policy, rule) {
+            let _ = writeln!(text, "    {note}");
+        }
     }
     let _ = write!(
         text,
@@ -103,4 +107,46 @@ pub fn report(path: &Path, config: &Config, policy: &Policy) -> String {
         );
     }
     text
+}
+
+/// What `check` says of a rule that tests the command argument of a tool whose command line the
+/// proxy knows: the shapes it refuses rather than judge, and how to judge what runs instead.
+fn command_note(policy: &Policy, rule: &Rule) -> Option<String> {
+    let when = rule.when.as_ref()?;
+    let lines = policy.command_lines();
+    let pattern = globset::Glob::new(&rule.pattern)
+        .ok()
+        .map(|g| g.compile_matcher());
+    let covers =
+        |tool: &str| rule.pattern == tool || pattern.as_ref().is_some_and(|m| m.is_match(tool));
+    let mut tools: Vec<&str> = BUILTIN_TOOLS
+        .iter()
+        .copied()
+        .chain(std::iter::once(rule.pattern.as_str()))
+        .filter(|tool| covers(tool))
+        .collect();
+    tools.dedup();
+    let mut path = None;
+    tools.retain(|tool| {
+        let command = lines.for_tool(tool).and_then(CommandLine::command_path);
+        match command {
+            Some(command) if when.reads(command) => {
+                path = Some(command.text.clone());
+                true
+            }
+            _ => false,
+        }
+    });
+    let path = path?;
+    let names: Vec<String> = tools.iter().map(|t| format!("{t:?}")).collect();
+    Some(format!(
+        "note: the proxy knows how {} turn{} `{path}` and the other arguments into the command \
+         that runs; a call that this condition would read otherwise than what runs (\"FLUSHALL \
+         SYNC\" to valkey_admin, which runs FLUSHALL then SYNC; \"flushall\" without \
+         ignore_case; CONFIG with SET in args, against \"CONFIG SET\") is refused as \
+         unjudgeable_arguments, with the reason. Test @words[0], @words[1], ... to judge what \
+         runs",
+        names.join(", "),
+        if names.len() == 1 { "s" } else { "" },
+    ))
 }

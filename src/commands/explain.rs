@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::json;
 use crate::policy::explain::{Explanation, Step};
-use crate::policy::{Call, Decision, Policy};
+use crate::policy::{Call, Decision, Policy, ToolInfo};
 use crate::session::refusal::refusal_text;
 
 /// Why the arguments given on the command line cannot be used.
@@ -23,12 +23,37 @@ pub fn check_arguments(arguments: Option<&str>) -> Result<Option<Vec<u8>>, Strin
     Ok(Some(text.as_bytes().to_vec()))
 }
 
-/// The explanation of a call to `tool` with `arguments` under `policy`.
-pub fn explain(policy: &Policy, tool: &str, arguments: Option<&[u8]>) -> Explanation {
+/// The definition of `tool` in `text`, a saved `tools/list` result (`{"tools": [...]}`) or its
+/// `tools` array.
+pub fn tool_info(text: &[u8], tool: &str) -> Result<ToolInfo, String> {
+    json::validate(text).map_err(|err| format!("not strict JSON: {err}"))?;
+    let tools = match json::kind(text) {
+        json::Kind::Array => text,
+        json::Kind::Object => json::get(text, "tools")
+            .filter(|t| json::kind(t) == json::Kind::Array)
+            .ok_or("no \"tools\" array; save the result of a tools/list request")?,
+        _ => return Err("expected a tools/list result, {\"tools\": [...]}".to_owned()),
+    };
+    json::elements(tools)
+        .find(|t| json::get(t, "name").and_then(json::as_str).as_deref() == Some(tool))
+        .map(|definition| ToolInfo {
+            definition: definition.to_vec().into_boxed_slice(),
+        })
+        .ok_or_else(|| format!("the server lists no tool named {tool:?}"))
+}
+
+/// The explanation of a call to `tool` with `arguments` under `policy`, with the tool's
+/// definition when the server's `tools/list` was given.
+pub fn explain(
+    policy: &Policy,
+    tool: &str,
+    arguments: Option<&[u8]>,
+    tool_info: Option<&ToolInfo>,
+) -> Explanation {
     let call = Call {
         tool,
         arguments,
-        tool_info: None,
+        tool_info,
     };
     policy.explain(&call)
 }
@@ -51,6 +76,19 @@ pub fn text(tool: &str, explanation: &Explanation) -> String {
             Step::NotReached => continue,
         };
         let _ = writeln!(out, "  {}: {why}", rule.label());
+    }
+    match &explanation.command_line {
+        Some(Ok(words)) => {
+            let _ = writeln!(
+                out,
+                "command line the server would run: {}",
+                serde_json::to_string(words).unwrap_or_default()
+            );
+        }
+        Some(Err(why)) => {
+            let _ = writeln!(out, "command line: not readable: {why}");
+        }
+        None => {}
     }
     let decision = &explanation.decision;
     let _ = writeln!(out, "decision: {}", verdict(decision));
@@ -120,8 +158,20 @@ pub fn to_json(tool: &str, explanation: &Explanation) -> Value {
         })
         .collect();
     let decision = &explanation.decision;
+    // `words`: the command line the server would run (null when the proxy does not know how the
+    // tool makes one); `wordsUnreadable`: why these arguments give no command line it can read;
+    // `commandWords`: the words the command argument alone makes, which is all a test of the
+    // command or of one of its words reads when the rest of the line is unreadable.
+    let (words, unreadable) = match &explanation.command_line {
+        Some(Ok(words)) => (json!(words), Value::Null),
+        Some(Err(why)) => (Value::Null, json!(why)),
+        None => (Value::Null, Value::Null),
+    };
     json!({
         "tool": tool,
+        "words": words,
+        "wordsUnreadable": unreadable,
+        "commandWords": explanation.command_words,
         "decision": verdict(decision),
         "rule": decision.rule().map(|r| r.number),
         "ruleName": decision.rule().and_then(|r| r.name.clone()),

@@ -4,8 +4,9 @@
 
 use toml::de::{DeTable, DeValue};
 
+use super::command_lines::is_words;
 use super::walk::{Checker, Value, describe, list};
-use crate::policy::condition::{Cond, Literal, Op, Test, parse_path};
+use crate::policy::condition::{Cond, Literal, Op, Test, parse_condition_path};
 
 /// The operators a test may use, in the order messages list them.
 const OPERATORS: &[&str] = &[
@@ -118,7 +119,7 @@ impl Checker<'_> {
                 None
             }
             Some(arg) => self.string(arg, "\"arg\"", place).and_then(|text| {
-                parse_path(text)
+                parse_condition_path(text)
                     .map_err(|why| self.report(arg.span(), format!("{why} {place}")))
                     .ok()
             }),
@@ -166,6 +167,9 @@ impl Checker<'_> {
         let name: &str = key.get_ref();
         let op = self.operator(name, operand, ignore_case, place)?;
         let path = path?;
+        if is_words(&path.segments) && !self.words_operator(&op, operand, place) {
+            return None;
+        }
         if every
             && !path
                 .segments
@@ -280,6 +284,38 @@ impl Checker<'_> {
             "exists" => Op::Exists(self.boolean(operand, &format!("\"{name}\""), place)?),
             _ => unreachable!("only operators reach here, got {name}"),
         })
+    }
+
+    /// Words are text: a test on `@words` compares strings, never numbers or booleans.
+    fn words_operator(&mut self, op: &Op, operand: &Value<'_>, place: &str) -> bool {
+        let literals: &[Literal] = match op {
+            Op::Eq(l) | Op::Ne(l) => std::slice::from_ref(l),
+            Op::In(ls) | Op::NotIn(ls) => ls,
+            Op::Lt(_) | Op::Le(_) | Op::Gt(_) | Op::Ge(_) => {
+                self.report(
+                    operand.span(),
+                    format!(
+                        "\"{}\" {place} compares numbers, but the words of a command line are \
+                         text; use eq, in, glob, regex or prefix",
+                        op.name()
+                    ),
+                );
+                return false;
+            }
+            _ => &[],
+        };
+        if literals.iter().all(|l| matches!(l, Literal::Str(_))) {
+            return true;
+        }
+        self.report(
+            operand.span(),
+            format!(
+                "\"{}\" {place} compares a word of the command line with something that is not \
+                 a string; the words are text, so write \"5\" rather than 5",
+                op.name()
+            ),
+        );
+        false
     }
 
     fn literal(&mut self, value: &Value<'_>, what: &str) -> Option<Literal> {

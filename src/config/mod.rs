@@ -14,6 +14,7 @@
 mod approval;
 mod audit;
 mod classes;
+mod command_lines;
 mod conditions;
 mod problems;
 mod rules;
@@ -73,6 +74,19 @@ pub struct Config {
     pub store: Option<crate::store::StoreSettings>,
     /// `[audit]`: the audit log.
     pub audit: Option<crate::audit::AuditSettings>,
+    /// `[[command_lines]]`: how tools turn their arguments into the words of a command, in file
+    /// order.
+    pub command_lines: Vec<CommandLineSpec>,
+}
+
+/// One `[[command_lines]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLineSpec {
+    /// The pattern as written: an exact tool name or a glob.
+    pub tool: String,
+    /// The parsed glob when `tool` is one.
+    pub glob: Option<globset::Glob>,
+    pub line: crate::policy::command_line::CommandLine,
 }
 
 /// One class of `[classes]`.
@@ -409,10 +423,25 @@ impl Config {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "server", "policy", "limits", "rules", "approval", "classes", "pinning", "store", "audit",
 ];
+/// Top-level keys accepted beside [`TOP_LEVEL_KEYS`] but not offered when a key is misspelt:
+/// `[[command_lines]]` is a specialist's section (it serves conditions on `@words` for servers
+/// the proxy does not know), and the list a typo gets stays the sections most policies use.
+const SPECIALIST_KEYS: &[&str] = &["command_lines"];
 
 impl Checker<'_> {
     fn document(&mut self, root: &DeTable<'_>) -> Config {
-        self.reject_unknown_keys(root, TOP_LEVEL_KEYS, "at the top level");
+        for key in root.keys() {
+            let name: &str = key.get_ref();
+            if !TOP_LEVEL_KEYS.contains(&name) && !SPECIALIST_KEYS.contains(&name) {
+                self.report(
+                    key.span(),
+                    format!(
+                        "unknown key {name:?} at the top level; expected {}",
+                        walk::one_of(TOP_LEVEL_KEYS)
+                    ),
+                );
+            }
+        }
         let mut config = Config::default();
         if let Some(value) = root.get("server") {
             config.server = self.server(value);
@@ -441,7 +470,11 @@ impl Checker<'_> {
         if let Some(value) = root.get("audit") {
             config.audit = self.audit(value);
         }
+        if let Some(value) = root.get("command_lines") {
+            config.command_lines = self.command_lines(value);
+        }
         self.check_class_references(&config.classes);
+        self.check_words_references(&config.command_lines);
         if config.store.is_none() {
             for span in std::mem::take(&mut self.fleet_scopes) {
                 self.report(

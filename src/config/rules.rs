@@ -177,6 +177,13 @@ impl Checker<'_> {
             .get("when")
             .and_then(|value| self.when(number, value))
             .map(super::When);
+        if let (Some(when), Some((tool, None)), None, Some(value)) =
+            (&when, &tool, &class, table.get("when"))
+            && when.0.reads_words()
+        {
+            self.words_references
+                .push(((*tool).to_owned(), value.span()));
+        }
         let shadow = table
             .get("shadow")
             .and_then(|value| self.boolean(value, "\"shadow\"", &place))

@@ -779,3 +779,56 @@ fn action_names_round_trip() {
     assert_eq!(Action::from(DefaultAction::Deny), Action::Deny);
     assert_eq!(ViolationStyle::JsonRpcError.as_str(), "jsonrpc_error");
 }
+
+#[test]
+fn words_conditions_need_a_known_command_line_and_text() {
+    let rule = |when: &str| {
+        format!("[[rules]]\ntool = \"run_shell\"\naction = \"deny\"\nwhen = [ {when} ]\n")
+    };
+    assert_one_problem(
+        &rule("{ arg = \"@words[0]\", eq = \"rm\" }"),
+        4,
+        8,
+        "a condition tests @words, but the proxy does not know how tool \"run_shell\" turns \
+         its arguments into words; declare it with [[command_lines]] tool = \"run_shell\", \
+         words = [ ... ]",
+    );
+    let declared =
+        "[[command_lines]]\ntool = \"run_shell\"\nwords = [ { arg = \"line\", split = true } ]\n";
+    Config::parse(&format!(
+        "{declared}{}",
+        rule("{ arg = \"@words[0]\", eq = \"rm\" }")
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The Valkey server's command tools are known; a glob pattern is judged at run time.
+    for tool in ["valkey_admin", "valkey_read", "valkey_write", "valkey_*"] {
+        let text = format!(
+            "[[rules]]\ntool = \"{tool}\"\naction = \"deny\"\nwhen = [ {{ arg = \"@words[0]\", in = [\"FLUSHALL\"] }} ]\n"
+        );
+        Config::parse(&text).unwrap_or_else(|e| panic!("{tool}: {e}"));
+    }
+    let valkey = |when: &str| {
+        format!("[[rules]]\ntool = \"valkey_admin\"\naction = \"deny\"\nwhen = [ {when} ]\n")
+    };
+    assert_one_problem(
+        &valkey("{ arg = \"@words[1]\", gt = 5 }"),
+        4,
+        36,
+        "\"gt\" in a condition of rule 1 compares numbers, but the words of a command line are \
+         text; use eq, in, glob, regex or prefix",
+    );
+    assert_one_problem(
+        &valkey("{ arg = \"@words[1]\", in = [\"A\", 5] }"),
+        4,
+        36,
+        "\"in\" in a condition of rule 1 compares a word of the command line with something \
+         that is not a string; the words are text, so write \"5\" rather than 5",
+    );
+    assert_one_problem(
+        &valkey("{ arg = \"@word[0]\", eq = \"A\" }"),
+        4,
+        18,
+        "unknown path \"@word[0]\"; write @words[0] for the first word of the command line the \
+         server runs, @words[1] for the second, or @words[*] for any word in a condition of rule 1",
+    );
+}

@@ -23,6 +23,9 @@ pub(super) struct Checker<'t> {
     pub(super) class_references: Vec<(String, Range<usize>)>,
     /// Where a rate limit is shared through the store, checked once `[store]` is read.
     pub(super) fleet_scopes: Vec<Range<usize>>,
+    /// The exact tool names of rules whose conditions test `@words`, with where, checked once
+    /// `[[command_lines]]` is read.
+    pub(super) words_references: Vec<(String, Range<usize>)>,
 }
 
 impl<'t> Checker<'t> {
@@ -36,6 +39,7 @@ impl<'t> Checker<'t> {
             problems: Vec::new(),
             class_references: Vec::new(),
             fleet_scopes: Vec::new(),
+            words_references: Vec::new(),
         }
     }
 

@@ -12,14 +12,20 @@
 //!   judged at all: the server's SDK would convert it (a JSON-encoded string becomes an array,
 //!   `"5"` becomes 5, `"yes"` becomes true), so the proxy cannot know what runs. The same holds
 //!   without a schema for a step into a string, or a string that holds a JSON array or object.
-//!   Such a call is refused with the reason ([`Holds::Unjudgeable`]).
+//!   Such a call is refused with the reason ([`Holds::Unjudgeable`]);
+//! - where the schema lets a top-level argument be a string or an array, object, boolean or
+//!   null, a string holding such JSON is judged as what the Python SDK decodes it to;
+//! - `@words[i]` tests the command line the server runs (see [`super::command_line`]), and a
+//!   test on a known tool's command argument must read it as what runs, or it refuses the call.
 //!
 //! Nothing here builds a tree of the arguments: paths are walked with `json::get` and
 //! `json::elements` over the bytes of the line.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::fmt;
 
+use super::command_line::{CommandLine, CommandLines, Words, is_python_space, python_split};
 use crate::json::{self, Kind};
 
 /// A condition tree, as `when = [...]` writes it: every item must hold.
@@ -44,6 +50,9 @@ pub struct Test {
     /// must be at least one: an empty array passes no `every` test, so an allow rule that wants
     /// every key safe does not allow a call with no keys at all.
     pub every: bool,
+    /// How many leading words of a command line the operator reads (see
+    /// [`Test::words_needed`]), worked out once.
+    words_needed: Option<usize>,
 }
 
 /// A path into `arguments`: `command`, `a.b`, `args[0]`, `args[*]`.
@@ -59,6 +68,9 @@ pub enum Segment {
     Index(usize),
     /// `[*]`: every element of an array.
     Each,
+    /// `@words`: the words of the command line the server runs (see
+    /// [`super::command_line`]); only ever the first segment, followed by one index or `[*]`.
+    Words,
 }
 
 /// A literal in a condition.
@@ -146,15 +158,79 @@ impl Holds {
     }
 }
 
+/// What a condition judges: one call's arguments, the tool's declared `inputSchema`, and the
+/// command line the tool runs, when the proxy knows it. The words are worked out at most once
+/// per call, and only when a condition asks for them.
+pub struct Subject<'a> {
+    pub tool: &'a str,
+    pub arguments: Option<&'a [u8]>,
+    pub schema: Option<&'a [u8]>,
+    lines: Option<&'a CommandLines>,
+    line: OnceCell<Option<&'a CommandLine>>,
+    words: OnceCell<Result<Words, String>>,
+}
+
+impl<'a> Subject<'a> {
+    /// A call to `tool`, whose command line is looked up in `lines` when a condition needs it.
+    pub fn new(
+        tool: &'a str,
+        arguments: Option<&'a [u8]>,
+        schema: Option<&'a [u8]>,
+        lines: Option<&'a CommandLines>,
+    ) -> Subject<'a> {
+        Subject {
+            tool,
+            arguments,
+            schema,
+            lines,
+            line: OnceCell::new(),
+            words: OnceCell::new(),
+        }
+    }
+
+    /// The tool's command line, when the proxy knows it.
+    pub fn line(&self) -> Option<&'a CommandLine> {
+        *self
+            .line
+            .get_or_init(|| self.lines.and_then(|lines| lines.for_tool(self.tool)))
+    }
+
+    /// The words of the command line the server runs, or why the proxy cannot tell them.
+    pub fn words(&self) -> Result<&Words, String> {
+        let Some(line) = self.line() else {
+            return Err(format!(
+                "the proxy does not know how tool {:?} turns its arguments into the words of \
+                 a command, so a condition on `@words` cannot be judged; declare the tool in \
+                 [[command_lines]]",
+                self.tool
+            ));
+        };
+        self.words
+            .get_or_init(|| line.words(self.arguments, self.schema))
+            .as_ref()
+            .map_err(|why| {
+                format!(
+                    "the command line of tool {:?} cannot be read as the server runs it: {why}",
+                    self.tool
+                )
+            })
+    }
+}
+
 impl Cond {
     /// Judges the condition on `arguments` (raw, validated JSON; `None` when absent), against
-    /// the tool's `inputSchema` when the server declared one.
+    /// the tool's `inputSchema` when the server declared one, knowing no command line.
     pub fn holds(&self, arguments: Option<&[u8]>, schema: Option<&[u8]>) -> Holds {
+        self.judge(&Subject::new("", arguments, schema, None))
+    }
+
+    /// Judges the condition on a call.
+    pub fn judge(&self, subject: &Subject<'_>) -> Holds {
         match self {
-            Cond::Test(test) => test.holds(arguments, schema),
+            Cond::Test(test) => test.holds(subject),
             Cond::All(items) => {
                 for item in items {
-                    match item.holds(arguments, schema) {
+                    match item.judge(subject) {
                         Holds::Yes => {}
                         other => return other,
                     }
@@ -166,7 +242,7 @@ impl Cond {
                 // when another holds, so the verdict never depends on the order written.
                 let mut any = false;
                 for item in items {
-                    match item.holds(arguments, schema) {
+                    match item.judge(subject) {
                         Holds::Yes => any = true,
                         Holds::No => {}
                         unjudgeable => return unjudgeable,
@@ -174,11 +250,29 @@ impl Cond {
                 }
                 Holds::from_bool(any)
             }
-            Cond::Not(inner) => match inner.holds(arguments, schema) {
+            Cond::Not(inner) => match inner.judge(subject) {
                 Holds::Yes => Holds::No,
                 Holds::No => Holds::Yes,
                 unjudgeable => unjudgeable,
             },
+        }
+    }
+
+    /// Whether a test of the condition reads the command line's words.
+    pub fn reads_words(&self) -> bool {
+        match self {
+            Cond::Test(test) => test.path.segments.first() == Some(&Segment::Words),
+            Cond::All(items) | Cond::Any(items) => items.iter().any(Cond::reads_words),
+            Cond::Not(inner) => inner.reads_words(),
+        }
+    }
+
+    /// Whether a test of the condition reads the argument at `path`.
+    pub fn reads(&self, path: &ArgPath) -> bool {
+        match self {
+            Cond::Test(test) => test.path.segments == path.segments,
+            Cond::All(items) | Cond::Any(items) => items.iter().any(|c| c.reads(path)),
+            Cond::Not(inner) => inner.reads(path),
         }
     }
 
@@ -237,21 +331,46 @@ impl Test {
         format!("{every}{} {op}{case}", self.path.text)
     }
 
-    fn holds(&self, arguments: Option<&[u8]>, schema: Option<&[u8]>) -> Holds {
+    fn holds(&self, subject: &Subject<'_>) -> Holds {
+        if self.path.segments.first() == Some(&Segment::Words) {
+            return self.holds_on_words(subject);
+        }
+        // A test on the argument a known command line takes its command from is judged on what
+        // the server runs as well as on what the call wrote.
+        let on_command = subject
+            .lines
+            .is_some_and(|lines| lines.may_be_command(&self.path))
+            && subject
+                .line()
+                .and_then(CommandLine::command_path)
+                .is_some_and(|command| command.segments == self.path.segments);
         let (mut found, mut passed) = (0usize, 0usize);
-        if let Some(arguments) = arguments {
+        if let Some(arguments) = subject.arguments {
             let exists = matches!(self.op, Op::Exists(_));
             let mut visit = |value: &[u8], typed: bool| -> Result<(), String> {
                 found += 1;
-                if !exists && self.test_value(value, typed)? {
+                if exists {
+                    return Ok(());
+                }
+                let holds = if on_command && json::kind(value) == Kind::String {
+                    self.test_command(value, typed, subject)?
+                } else {
+                    self.test_value(value, typed)?
+                };
+                if holds {
                     passed += 1;
                 }
                 Ok(())
             };
-            if let Err(why) = walk(arguments, schema, schema, &self.path, 0, &mut visit) {
+            if let Err(why) = walk_values(arguments, subject.schema, &self.path, &mut visit) {
                 return Holds::Unjudgeable(why);
             }
         }
+        self.verdict(found, passed)
+    }
+
+    /// The verdict once `found` values were tested and `passed` of them passed.
+    fn verdict(&self, found: usize, passed: usize) -> Holds {
         if let Op::Exists(wanted) = self.op {
             return Holds::from_bool((found > 0) == wanted);
         }
@@ -262,6 +381,243 @@ impl Test {
             passed == found
         } else {
             passed > 0
+        })
+    }
+
+    /// `@words[i]` or `@words[*]`: the words of the command line the server runs.
+    fn holds_on_words(&self, subject: &Subject<'_>) -> Holds {
+        let command;
+        let words = match (subject.words(), subject.line(), self.path.segments.get(1)) {
+            (Ok(words), ..) => &words.words,
+            // A word the command itself makes does not depend on the rest of the line.
+            (Err(why), Some(line), Some(Segment::Index(i))) => {
+                command = line.command_words(subject.arguments, subject.schema);
+                match &command {
+                    Ok(words) if *i < words.len() => words,
+                    _ => return Holds::Unjudgeable(why),
+                }
+            }
+            (Err(why), ..) => return Holds::Unjudgeable(why),
+        };
+        let selected: &[String] = match self.path.segments.get(1) {
+            Some(Segment::Index(i)) => words.get(*i).map_or(&[], std::slice::from_ref),
+            _ => words,
+        };
+        let mut passed = 0;
+        // Where the server reads command names without regard to case, a comparison that
+        // minds case must give the same verdict on the word upper-cased, or the call is refused.
+        let folded = (!self.ignore_case && subject.line().is_some_and(|l| l.names_ignore_case))
+            .then(|| self.upper_case());
+        if !matches!(self.op, Op::Exists(_)) {
+            for word in selected {
+                let holds = match self.test_text(word) {
+                    Ok(holds) => holds,
+                    Err(why) => return Holds::Unjudgeable(why),
+                };
+                if let Some(folded) = &folded
+                    && folded.compares_literals()
+                    && folded.test_text(word) != Ok(holds)
+                {
+                    return Holds::Unjudgeable(format!(
+                        "`{}` is {word:?}, which the server reads without regard to case when it \
+                         names a command; the condition `{}` minds case, so the proxy cannot \
+                         judge the call by it. Send command names in upper case",
+                        self.path.text,
+                        self.describe(),
+                    ));
+                }
+                if holds {
+                    passed += 1;
+                }
+            }
+        }
+        self.verdict(selected.len(), passed)
+    }
+
+    /// One word against the operator. Words are text: a condition on them compares strings
+    /// (the configuration refuses other literals and the number operators on `@words`).
+    fn test_text(&self, word: &str) -> Result<bool, String> {
+        let text = self.fold(Cow::Borrowed(word));
+        let equals = |literal: &Literal| matches!(literal, Literal::Str(s) if text.as_ref() == s);
+        match &self.op {
+            Op::Eq(literal) => Ok(equals(literal)),
+            Op::Ne(literal) => Ok(!equals(literal)),
+            Op::In(literals) => Ok(literals.iter().any(equals)),
+            Op::NotIn(literals) => Ok(!literals.iter().any(equals)),
+            Op::Glob(matcher, _) => Ok(matcher.is_match(text.as_ref())),
+            Op::Regex(regex) => Ok(regex.is_match(&text)),
+            Op::Prefix(prefix) => Ok(text.starts_with(prefix.as_str())),
+            Op::Lt(_) | Op::Le(_) | Op::Gt(_) | Op::Ge(_) => Err(format!(
+                "`{}` is a word of the command line, which is text, but the condition compares \
+                 numbers",
+                self.path.text
+            )),
+            Op::Exists(_) => unreachable!("handled before the values"),
+        }
+    }
+
+    /// A test on the command argument of a tool whose command line the proxy knows: the verdict
+    /// on the value as written must be the verdict on what the server runs, else the call is
+    /// refused. So `command in ["FLUSHALL"]` does not let `"FLUSHALL SYNC"` (run as `FLUSHALL
+    /// SYNC`) nor `"flushall"` without `ignore_case` (run as `FLUSHALL`) through, and
+    /// `command eq "CONFIG SET"` does not let `"CONFIG"` with `args = ["SET", ...]` through.
+    fn test_command(
+        &self,
+        value: &[u8],
+        typed: bool,
+        subject: &Subject<'_>,
+    ) -> Result<bool, String> {
+        let written = self.test_value(value, typed)?;
+        let text = json::as_str(value).unwrap_or_default();
+        if self.reads_as_run(&text) {
+            return Ok(written);
+        }
+        let line = subject.words();
+        let command;
+        let words = match (&line, subject.line()) {
+            (Ok(line), _) => &line.words,
+            // The rest of the line (`args`) cannot be read, but this test may need only the
+            // words the command itself makes: then what `args` holds cannot change its verdict.
+            (Err(why), Some(known)) => {
+                command = known.command_words(subject.arguments, subject.schema);
+                match &command {
+                    Ok(words) if self.words_needed.is_some_and(|n| n <= words.len()) => words,
+                    _ => return Err(why.clone()),
+                }
+            }
+            (Err(why), None) => return Err(why.clone()),
+        };
+        let names_ignore_case = subject.line().is_some_and(|l| l.names_ignore_case);
+        let Some(run) = self.test_run(words, names_ignore_case) else {
+            return Ok(written);
+        };
+        if run == written {
+            return Ok(written);
+        }
+        Err(format!(
+            "`{}` is {:?}, which the server runs as the command {}; the condition `{}` holds \
+             for one and not for the other, so the proxy cannot judge the call by it. Send the \
+             command as the server runs it: its name alone in `{}`, in upper case, and the rest \
+             of its words in the other arguments",
+            self.path.text,
+            json::as_str(value).unwrap_or_default(),
+            show_words(words),
+            self.describe(),
+            self.path.text,
+        ))
+    }
+
+    /// This test comparing without regard to case, as the server reads command names; only
+    /// its literals are upper-cased (globs and regexes keep their patterns).
+    fn upper_case(&self) -> Test {
+        Test::new(self.path.clone(), self.op.clone(), true, self.every)
+    }
+
+    /// Whether the operator compares with literal strings (which [`Test::upper_case`] folds).
+    fn compares_literals(&self) -> bool {
+        matches!(
+            self.op,
+            Op::Eq(_) | Op::Ne(_) | Op::In(_) | Op::NotIn(_) | Op::Prefix(_)
+        )
+    }
+
+    /// Whether this test reads the command `text` as what runs, without working the words
+    /// out: a command of one word, with no whitespace for the server to split or keep, already
+    /// in the case the server gives it (or compared ignoring case), tested against single
+    /// words. What the server runs starts with exactly that word, so the two verdicts agree.
+    /// This is the common call, and it costs no allocation.
+    fn reads_as_run(&self, text: &str) -> bool {
+        let upper = || {
+            if text.is_ascii() {
+                !text.bytes().any(|b| b.is_ascii_lowercase())
+            } else {
+                text.to_uppercase() == text
+            }
+        };
+        !text.is_empty()
+            && !text.contains(is_python_space)
+            && self.words_needed.is_some_and(|n| n <= 1)
+            && (self.ignore_case || upper())
+    }
+
+    /// How many leading words of the command line [`Test::test_run`] reads; `None` when it
+    /// reads the whole line.
+    fn words_needed(&self) -> Option<usize> {
+        let count = |literal: &str| {
+            let k = python_split(literal).count() + usize::from(literal.ends_with(is_python_space));
+            k.max(1)
+        };
+        let most = |literals: &[Literal]| {
+            literals
+                .iter()
+                .map(|l| match l {
+                    Literal::Str(s) => count(s),
+                    _ => 1,
+                })
+                .max()
+                .unwrap_or(1)
+        };
+        match &self.op {
+            Op::Eq(l) | Op::Ne(l) => Some(most(std::slice::from_ref(l))),
+            Op::In(ls) | Op::NotIn(ls) => Some(most(ls)),
+            Op::Prefix(p) => Some(count(p)),
+            Op::Glob(_, source) => (!source.contains(is_python_space)).then_some(1),
+            Op::Regex(regex) => {
+                let source = regex.as_str();
+                (!source.contains(is_python_space) && !source.contains("\\s")).then_some(1)
+            }
+            Op::Lt(_) | Op::Le(_) | Op::Gt(_) | Op::Ge(_) | Op::Exists(_) => Some(0),
+        }
+    }
+
+    /// The operator's verdict on the command line `words` as the server runs it: a literal of
+    /// k words is compared with the first k words (joined by one space), a glob or regex that
+    /// spans whitespace with the whole line, and one that does not with the first word. `None`
+    /// for the operators that do not compare text.
+    fn test_run(&self, words: &[String], names_ignore_case: bool) -> Option<bool> {
+        if words.is_empty() {
+            return Some(self.op.holds_when_missing());
+        }
+        if names_ignore_case && !self.ignore_case {
+            // What runs is read without regard to case: compare so.
+            return self.upper_case().test_run(words, false);
+        }
+        let leading = |literal: &str| -> String {
+            let mut k = python_split(literal).count();
+            if literal.ends_with(is_python_space) {
+                k += 1;
+            }
+            words[..k.clamp(1, words.len())].join(" ")
+        };
+        let equals = |literal: &Literal| match literal {
+            Literal::Str(s) => self.fold(Cow::Owned(leading(s))).as_ref() == s,
+            _ => false,
+        };
+        let spanning = |spans: bool| -> String {
+            if spans {
+                words.join(" ")
+            } else {
+                words[0].clone()
+            }
+        };
+        Some(match &self.op {
+            Op::Eq(literal) => equals(literal),
+            Op::Ne(literal) => !equals(literal),
+            Op::In(literals) => literals.iter().any(equals),
+            Op::NotIn(literals) => !literals.iter().any(equals),
+            Op::Prefix(prefix) => self
+                .fold(Cow::Owned(leading(prefix)))
+                .starts_with(prefix.as_str()),
+            Op::Glob(matcher, source) => {
+                let text = spanning(source.contains(is_python_space));
+                matcher.is_match(self.fold(Cow::Owned(text)).as_ref())
+            }
+            Op::Regex(regex) => {
+                let source = regex.as_str();
+                let spans = source.contains(is_python_space) || source.contains("\\s");
+                regex.is_match(&self.fold(Cow::Owned(spanning(spans))))
+            }
+            Op::Lt(_) | Op::Le(_) | Op::Gt(_) | Op::Ge(_) | Op::Exists(_) => return None,
         })
     }
 
@@ -369,12 +725,15 @@ impl Test {
             Op::Prefix(p) => Op::Prefix(fold(p)),
             other => other,
         };
-        Test {
+        let mut test = Test {
             path,
             op,
             ignore_case,
             every,
-        }
+            words_needed: None,
+        };
+        test.words_needed = test.words_needed();
+        test
     }
 }
 
@@ -551,16 +910,34 @@ fn with_article(t: &str) -> String {
 /// hands every value at its end to `visit`; refuses, with why, a value the server would read
 /// otherwise than the proxy. Missing members and indexes give no value. Recursion instead of
 /// lists of values: a condition costs no allocation.
-fn walk<'a>(
-    value: &'a [u8],
+fn walk(
+    value: &[u8],
     schema: Option<&[u8]>,
     root: Option<&[u8]>,
     path: &ArgPath,
     depth: usize,
-    visit: &mut dyn FnMut(&'a [u8], bool) -> Result<(), String>,
+    visit: &mut Visit<'_>,
 ) -> Result<(), String> {
     let schema = schema.map(|s| resolve(s, root));
     check_type(value, schema, || place_of(path, depth))?;
+    if let Some(schema) = schema
+        && json::kind(value) == Kind::String
+        && let Some(decoded) = decoded_json(value, schema, || place_of(path, depth))?
+    {
+        // The Python SDK decodes a top-level argument whose type is not just a string; the
+        // proxy judges what it decodes to. Deeper down no SDK the proxy knows decodes, but
+        // one might: neither reading can be trusted there.
+        if depth != 1 {
+            return Err(format!(
+                "`{}` is a string holding JSON where the tool's inputSchema also allows {}; a \
+                 server may decode it or keep it as text, so the proxy cannot judge it. Send \
+                 the value itself, not JSON text",
+                place_of(path, depth),
+                with_article(type_name(decoded.as_bytes())),
+            ));
+        }
+        return walk(decoded.as_bytes(), Some(schema), root, path, depth, visit);
+    }
     let Some(segment) = path.segments.get(depth) else {
         if json::kind(value) == Kind::String && schema.is_none_or(|s| !declares_types(s)) {
             // With no declared type, a string that holds a JSON array or object may be decoded
@@ -591,6 +968,12 @@ fn walk<'a>(
     let wanted = match segment {
         Segment::Member(_) => Kind::Object,
         Segment::Index(_) | Segment::Each => Kind::Array,
+        Segment::Words => {
+            return Err(format!(
+                "`{}` names the command line's words, not an argument",
+                path.text
+            ));
+        }
     };
     if kind != wanted {
         let what = if wanted == Kind::Object {
@@ -629,6 +1012,7 @@ fn walk<'a>(
             ),
             None => Ok(()),
         },
+        Segment::Words => unreachable!("refused above"),
         Segment::Each => {
             let items = schema.and_then(|s| child_schema(s, None));
             for child in json::elements(value) {
@@ -637,6 +1021,65 @@ fn walk<'a>(
             Ok(())
         }
     }
+}
+
+/// What a walk hands each value it reaches: the value, and whether the schema declares its
+/// type; an error refuses the call with why.
+pub(super) type Visit<'v> = dyn FnMut(&[u8], bool) -> Result<(), String> + 'v;
+
+/// Hands every value at the end of `path` in `arguments` to `visit`, with whether the tool's
+/// `inputSchema` declares its type; refuses, with why, a value the server would read otherwise
+/// than the proxy.
+pub(super) fn walk_values(
+    arguments: &[u8],
+    schema: Option<&[u8]>,
+    path: &ArgPath,
+    visit: &mut Visit<'_>,
+) -> Result<(), String> {
+    walk(arguments, schema, schema, path, 0, visit)
+}
+
+/// What the server's SDK makes of a string `value` where the schema lets the argument be a
+/// string or something else: the Python SDK runs `json.loads` on a string argument whose
+/// annotation is not exactly `str` and keeps the result when it is an array, an object, a
+/// boolean or null (numbers and strings stay text). `Ok(Some(json))` for such a result, as
+/// strict JSON text; `Ok(None)` when the text stays text; refused when Python's lenient parser
+/// might read it (it starts like an array or object) but the strict one cannot.
+fn decoded_json(
+    value: &[u8],
+    schema: &[u8],
+    place: impl FnOnce() -> String,
+) -> Result<Option<String>, String> {
+    let declared = declared_types(schema);
+    let other = declared
+        .iter()
+        .find(|t| matches!(t.as_ref(), "array" | "object" | "boolean" | "null"));
+    let Some(other) = other else {
+        return Ok(None);
+    };
+    let text = json::as_str(value).unwrap_or_default();
+    // Python's `json.loads` skips these around a value, and only these.
+    let inner = text.trim_matches([' ', '\t', '\n', '\r']);
+    match json::validate(inner.as_bytes()) {
+        Ok(_) => Ok(matches!(
+            json::kind(inner.as_bytes()),
+            Kind::Array | Kind::Object | Kind::Bool | Kind::Null
+        )
+        .then(|| inner.to_owned())),
+        Err(_) if inner.starts_with(['[', '{']) => Err(format!(
+            "`{}` is a string that the server may decode as JSON (the tool's inputSchema allows \
+             {} as well as a string), but not as strict JSON, so the proxy cannot judge it. \
+             Send the value itself, not JSON text",
+            place(),
+            with_article(other),
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Words as messages show them: a JSON array, so that spaces and look-alikes stay visible.
+fn show_words(words: &[String]) -> String {
+    serde_json::to_string(words).unwrap_or_default()
 }
 
 /// How a message names the place `depth` segments into `path`: `arguments.args[*]`.
@@ -650,9 +1093,39 @@ fn place_of(path: &ArgPath, depth: usize) -> String {
             }
             Segment::Index(i) => place.push_str(&format!("[{i}]")),
             Segment::Each => place.push_str("[*]"),
+            Segment::Words => place = "@words".to_owned(),
         }
     }
     place
+}
+
+/// The path of a condition: an argument's ([`parse_path`]), or `@words[i]` / `@words[*]`, a
+/// word or every word of the command line the server runs.
+pub fn parse_condition_path(text: &str) -> Result<ArgPath, String> {
+    let Some(rest) = text.strip_prefix('@') else {
+        return parse_path(text);
+    };
+    let form = "write @words[0] for the first word of the command line the server runs, \
+                @words[1] for the second, or @words[*] for any word";
+    let Some(index) = rest
+        .strip_prefix("words[")
+        .and_then(|r| r.strip_suffix(']'))
+    else {
+        return Err(format!("unknown path {text:?}; {form}"));
+    };
+    let segment = if index == "*" {
+        Segment::Each
+    } else {
+        Segment::Index(
+            index
+                .parse::<usize>()
+                .map_err(|_| format!("invalid index in path {text:?}; {form}"))?,
+        )
+    };
+    Ok(ArgPath {
+        segments: vec![Segment::Words, segment],
+        text: text.to_owned(),
+    })
 }
 
 /// Parses a path: `command`, `a.b`, `args[0]`, `args[*]`, `a["odd key"]`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::condition::Holds;
-use super::{Call, Decision, Membership, Policy, PolicyState, Rule, ToolInfo};
+use super::{Call, Decision, Membership, Policy, PolicyState, Rule};
 
 /// What one rule made of the call.
 #[derive(Debug, Clone)]
@@ -29,6 +29,12 @@ pub enum Step {
 pub struct Explanation {
     pub steps: Vec<(Arc<Rule>, Step)>,
     pub decision: Decision,
+    /// The words of the command line the server would run, when the proxy knows how the tool
+    /// makes them; or why it cannot read them from these arguments.
+    pub command_line: Option<Result<Vec<String>, String>>,
+    /// The words the command argument alone makes: all that a test on the command reads when
+    /// the rest of the line cannot be read.
+    pub command_words: Option<Vec<String>>,
 }
 
 impl Policy {
@@ -46,7 +52,13 @@ impl Policy {
         now: Instant,
     ) -> Explanation {
         let decision = self.evaluate(call, state, now);
-        let schema = call.tool_info.and_then(ToolInfo::input_schema);
+        let subject = self.subject(call);
+        let command_line = subject
+            .line()
+            .map(|_| subject.words().map(|words| words.words.clone()));
+        let command_words = subject
+            .line()
+            .and_then(|line| line.command_words(call.arguments, subject.schema).ok());
         let mut steps = Vec::new();
         let mut decided = false;
         for (index, rule) in self.rules.iter().enumerate() {
@@ -78,7 +90,7 @@ impl Policy {
                 }
             }
             if let Some(when) = &rule.when {
-                match when.holds(call.arguments, schema) {
+                match when.judge(&subject) {
                     Holds::Yes => {}
                     Holds::No => {
                         steps.push((rule.clone(), Step::ConditionFalse(when.describe())));
@@ -108,6 +120,11 @@ impl Policy {
             steps.push((rule.clone(), Step::Decided(this)));
             decided = true;
         }
-        Explanation { steps, decision }
+        Explanation {
+            steps,
+            decision,
+            command_line,
+            command_words,
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! actually forwarded. A call that waits for a person between the two is counted only if it
 //! goes through.
 
+pub mod command_line;
 pub mod condition;
 mod decision;
 pub mod explain;
@@ -22,7 +23,8 @@ use std::time::Instant;
 use globset::{GlobSet, GlobSetBuilder};
 
 use crate::config::{Action, ClassMember, ClassSpec, Config, DefaultAction, Hint};
-use condition::Holds;
+use command_line::CommandLines;
+use condition::{Holds, Subject};
 pub use decision::{Call, Decision, ToolInfo};
 use rate_limit::RateLimiter;
 pub use rule::{Rule, RuleKey};
@@ -39,6 +41,9 @@ pub struct Policy {
     glob_rules: Vec<usize>,
     /// `[classes]`, by name.
     classes: HashMap<String, Class>,
+    /// How tools turn their arguments into the words of a command: `[[command_lines]]` and the
+    /// built-in ones.
+    command_lines: CommandLines,
 }
 
 /// A class of `[classes]`, compiled.
@@ -131,6 +136,12 @@ impl Policy {
             .map(|(spec, key)| (Rule::from_spec(spec, key), spec.glob.clone()))
             .collect();
         let mut policy = Policy::compile(rules, config.policy.default)?;
+        policy.command_lines = CommandLines::new(
+            config
+                .command_lines
+                .iter()
+                .map(|spec| (spec.tool.as_str(), spec.glob.as_ref(), &spec.line)),
+        );
         for class in &config.classes {
             policy
                 .classes
@@ -174,6 +185,7 @@ impl Policy {
             globs,
             glob_rules,
             classes: HashMap::new(),
+            command_lines: CommandLines::new([]),
         })
     }
 
@@ -183,6 +195,21 @@ impl Policy {
 
     pub fn default_action(&self) -> DefaultAction {
         self.default
+    }
+
+    /// How tools turn their arguments into the words of the command the server runs.
+    pub fn command_lines(&self) -> &CommandLines {
+        &self.command_lines
+    }
+
+    /// What a condition judges of `call`.
+    pub fn subject<'a>(&'a self, call: &Call<'a>) -> Subject<'a> {
+        Subject::new(
+            call.tool,
+            call.arguments,
+            call.tool_info.and_then(ToolInfo::input_schema),
+            Some(&self.command_lines),
+        )
     }
 
     /// A fresh session: every rate limit unused.
@@ -302,7 +329,7 @@ impl Policy {
             }
         };
         let mut shadow = None;
-        let schema = call.tool_info.and_then(ToolInfo::input_schema);
+        let subject = self.subject(call);
         for &index in candidates.iter() {
             let rule = &self.rules[index];
             if let Some(class) = rule.class.as_ref().and_then(|c| self.classes.get(c))
@@ -312,7 +339,7 @@ impl Policy {
                 continue;
             }
             if let Some(when) = &rule.when {
-                match when.holds(call.arguments, schema) {
+                match when.judge(&subject) {
                     Holds::Yes => {}
                     Holds::No => continue,
                     Holds::Unjudgeable(reason) => {

@@ -125,6 +125,12 @@ pub fn starter_policy(scan: &Scan) -> String {
                 );
                 continue;
             }
+            if scan.server_name.as_deref() == Some(VALKEY_SERVER)
+                && let Some(guard) = valkey_guard(&tool.name)
+            {
+                out.push_str("#\n");
+                out.push_str(guard);
+            }
             let _ = write!(
                 out,
                 "[[rules]]\ntool = {}\n{}",
@@ -134,6 +140,44 @@ pub fn starter_policy(scan: &Scan) -> String {
         }
     }
     out
+}
+
+/// The name the AWS Labs Valkey MCP server gives itself in `serverInfo`: the server whose
+/// command tools the proxy knows (`policy::command_line`).
+const VALKEY_SERVER: &str = "awslabs.valkey-mcp-server";
+
+/// For the Valkey server's command tools, a rule to put before the tool's own: it refuses the
+/// dangerous commands by what the server runs (`@words`), however the call spells them.
+fn valkey_guard(tool: &str) -> Option<&'static str> {
+    match tool {
+        "valkey_admin" => Some(
+            "# The proxy knows how this tool turns `command` and `args` into the command that\n\
+             # runs (`command` upper-cased and split on whitespace, then `args`): @words[0] is its\n\
+             # first word, @words[1] the second, whatever the spelling (\"FLUSHALL SYNC\",\n\
+             # \"\\uFB02ushall\", \"CONFIG\" with args = [\"SET\", ...]). Words from `args` keep their case\n\
+             # and Valkey reads command names in any case, hence ignore_case on @words[1]. These are\n\
+             # refused outright; the next rule sends the other admin commands to a person.\n\
+             [[rules]]\n\
+             tool = \"valkey_admin\"\n\
+             action = \"deny\"\n\
+             reason = \"flushing, shutting down or reconfiguring the server needs an operator\"\n\
+             when = [ { any = [\n    \
+             { arg = \"@words[0]\", in = [\"FLUSHALL\", \"FLUSHDB\", \"SHUTDOWN\", \"SWAPDB\", \"DEBUG\", \"MODULE\", \"MIGRATE\"] },\n    \
+             { all = [ { arg = \"@words[0]\", eq = \"CONFIG\" }, { arg = \"@words[1]\", eq = \"SET\", ignore_case = true } ] },\n\
+             ] } ]\n\n",
+        ),
+        "valkey_write" => Some(
+            "# What runs, not how it is spelt: valkey_write upper-cases `command` and runs it as one\n\
+             # word, then `args`. Commands that remove keys are refused; change to\n\
+             # require_approval if a person may allow them.\n\
+             [[rules]]\n\
+             tool = \"valkey_write\"\n\
+             action = \"deny\"\n\
+             reason = \"removing keys needs an operator\"\n\
+             when = [ { arg = \"@words[0]\", in = [\"DEL\", \"UNLINK\", \"GETDEL\", \"FLUSHALL\", \"FLUSHDB\"] } ]\n\n",
+        ),
+        _ => None,
+    }
 }
 
 /// A rule's `tool` cannot be empty nor have spaces at its ends.
@@ -332,6 +376,72 @@ mod tests {
             class,
             basis: Basis::Name,
         }
+    }
+
+    #[test]
+    fn for_the_valkey_server_dangerous_commands_are_refused_by_what_runs() {
+        let scan = Scan {
+            command: "uvx awslabs.valkey-mcp-server@latest".to_owned(),
+            protocol: "2025-11-25".to_owned(),
+            server_name: Some(VALKEY_SERVER.to_owned()),
+            server_version: None,
+            tools: vec![
+                tool("valkey_read", Class::Read, ""),
+                tool("valkey_write", Class::Write, ""),
+                tool("valkey_admin", Class::Destructive, ""),
+            ],
+        };
+        let text = starter_policy(&scan);
+        let config = crate::config::Config::parse(&text)
+            .unwrap_or_else(|errors| panic!("{errors}\n---\n{text}"));
+        let policy = crate::policy::Policy::new(&config).expect("compiles");
+        let decide = |tool: &str, arguments: &str| {
+            let call = crate::policy::Call {
+                tool,
+                arguments: Some(arguments.as_bytes()),
+                tool_info: None,
+            };
+            policy.explain(&call).decision.kind()
+        };
+        let cases = [
+            (
+                "valkey_admin",
+                r#"{"command":"FLUSHALL SYNC","args":[],"confirm":true}"#,
+                "deny",
+            ),
+            ("valkey_admin", r#"{"command":"\uFB02ushdb"}"#, "deny"),
+            (
+                "valkey_admin",
+                r#"{"command":"config","args":["SET","maxmemory","1"]}"#,
+                "deny",
+            ),
+            (
+                "valkey_admin",
+                r#"{"command":"CONFIG GET","args":["maxmemory"]}"#,
+                "approval_required",
+            ),
+            (
+                "valkey_write",
+                r#"{"command":"unlink","args":["k"]}"#,
+                "deny",
+            ),
+            (
+                "valkey_write",
+                r#"{"command":"SET","args":["k","v"]}"#,
+                "allow",
+            ),
+            ("valkey_read", r#"{"command":"GET","args":["k"]}"#, "allow"),
+        ];
+        for (tool, arguments, expected) in cases {
+            assert_eq!(decide(tool, arguments), expected, "{tool} {arguments}");
+        }
+        // Another server with tools of the same names gets one rule a tool, as before.
+        let other = Scan {
+            server_name: Some("mcp-fixture-server".to_owned()),
+            ..scan
+        };
+        let config = crate::config::Config::parse(&starter_policy(&other)).expect("valid");
+        assert_eq!(config.rules.len(), 3);
     }
 
     #[test]

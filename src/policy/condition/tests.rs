@@ -470,3 +470,313 @@ fn a_mixed_list_does_not_judge_an_untyped_value_of_another_kind() {
     let typed = r#"{"properties":{"x":{"type":"string"}}}"#;
     assert_eq!(judge(&listed, r#"{"x":"5"}"#, Some(typed)), Holds::No);
 }
+
+/// A call to one of the Valkey server's command tools, judged knowing its command line.
+fn judge_call(cond: &Cond, tool: &str, arguments: &str, schema: Option<&str>) -> Holds {
+    json::validate(arguments.as_bytes()).expect("test arguments are strict JSON");
+    let lines = crate::policy::command_line::CommandLines::new([]);
+    cond.judge(&Subject::new(
+        tool,
+        Some(arguments.as_bytes()),
+        schema.map(str::as_bytes),
+        Some(&lines),
+    ))
+}
+
+fn words_test(path: &str, op: Op, ignore_case: bool) -> Cond {
+    Cond::Test(Box::new(Test::new(
+        parse_condition_path(path).unwrap(),
+        op,
+        ignore_case,
+        false,
+    )))
+}
+
+#[test]
+fn a_rule_on_the_command_judges_what_runs_or_refuses() {
+    let flush = test(
+        "command",
+        Op::In(strs(&["FLUSHALL", "FLUSHDB"])),
+        true,
+        false,
+    );
+    let strict = test(
+        "command",
+        Op::In(strs(&["FLUSHALL", "FLUSHDB"])),
+        false,
+        false,
+    );
+    let config_set = test(
+        "command",
+        Op::Eq(Literal::Str("CONFIG SET".into())),
+        true,
+        false,
+    );
+    let cases: &[(&Cond, &str, &str, &str)] = &[
+        // The issue's call: judged as one string it is not FLUSHALL; the server runs FLUSHALL.
+        (
+            &flush,
+            "valkey_admin",
+            r#"{"command":"FLUSHALL SYNC","args":[],"confirm":true}"#,
+            "refused",
+        ),
+        (
+            &flush,
+            "valkey_admin",
+            r#"{"command":" FLUSHALL","confirm":true}"#,
+            "refused",
+        ),
+        (
+            &flush,
+            "valkey_admin",
+            "{\"command\":\"FLUSHALL\u{3000}ASYNC\"}",
+            "refused",
+        ),
+        (
+            &flush,
+            "valkey_admin",
+            r#"{"command":"","args":["FLUSHALL"]}"#,
+            "refused",
+        ),
+        (
+            &flush,
+            "valkey_admin",
+            r#"{"command":"FLUSHALL","args":["SYNC"]}"#,
+            "yes",
+        ),
+        (
+            &flush,
+            "valkey_admin",
+            "{\"command\":\"\u{fb02}ushall\"}",
+            "yes",
+        ),
+        (
+            &flush,
+            "valkey_admin",
+            r#"{"command":"CONFIG SET","args":["maxmemory","1"]}"#,
+            "no",
+        ),
+        // Without ignore_case the field and what runs differ in case: refused, not passed.
+        (
+            &strict,
+            "valkey_admin",
+            r#"{"command":"flushall"}"#,
+            "refused",
+        ),
+        (
+            &strict,
+            "valkey_write",
+            r#"{"command":"flushdb"}"#,
+            "refused",
+        ),
+        (&strict, "valkey_write", r#"{"command":"FLUSHDB"}"#, "yes"),
+        // valkey_write runs the command as one word: " FLUSHDB" is no command Valkey knows.
+        (&flush, "valkey_write", r#"{"command":" FLUSHDB"}"#, "no"),
+        // A command split between `command` and `args`.
+        (
+            &config_set,
+            "valkey_admin",
+            r#"{"command":"CONFIG","args":["SET","maxmemory","1"]}"#,
+            "refused",
+        ),
+        (
+            &config_set,
+            "valkey_admin",
+            r#"{"command":"config set","args":["maxmemory","1"]}"#,
+            "yes",
+        ),
+        // A tool whose command line the proxy does not know is judged as before.
+        (&flush, "other", r#"{"command":"FLUSHALL SYNC"}"#, "no"),
+    ];
+    for (cond, tool, arguments, expected) in cases {
+        let holds = match judge_call(cond, tool, arguments, Some(WRITE_SCHEMA)) {
+            Holds::Yes => "yes",
+            Holds::No => "no",
+            Holds::Unjudgeable(_) => "refused",
+        };
+        assert_eq!(holds, *expected, "{tool} {arguments}");
+    }
+    let Holds::Unjudgeable(why) = judge_call(
+        &flush,
+        "valkey_admin",
+        r#"{"command":"FLUSHALL SYNC","args":[],"confirm":true}"#,
+        None,
+    ) else {
+        panic!("refused");
+    };
+    assert!(
+        why.contains(r#"runs as the command ["FLUSHALL","SYNC"]"#),
+        "{why}"
+    );
+}
+
+#[test]
+fn words_are_what_the_server_runs() {
+    let first = words_test("@words[0]", Op::In(strs(&["FLUSHALL", "FLUSHDB"])), false);
+    let second = words_test("@words[1]", Op::Eq(Literal::Str("SET".into())), false);
+    let any_prod = words_test("@words[*]", glob("prod:*", true), true);
+    let cases: &[(&Cond, &str, &str, Holds)] = &[
+        (
+            &first,
+            "valkey_admin",
+            r#"{"command":"FLUSHALL SYNC","args":[]}"#,
+            Holds::Yes,
+        ),
+        (
+            &first,
+            "valkey_admin",
+            "{\"command\":\"\u{a0}\u{fb02}ushdb\u{3000}\"}",
+            Holds::Yes,
+        ),
+        (
+            &first,
+            "valkey_admin",
+            r#"{"command":"","args":["FLUSHALL"]}"#,
+            Holds::Yes,
+        ),
+        (
+            &first,
+            "valkey_read",
+            r#"{"command":"FLUSHALL SYNC"}"#,
+            Holds::No,
+        ),
+        (
+            &second,
+            "valkey_admin",
+            r#"{"command":"config","args":["SET","a","b"]}"#,
+            Holds::Yes,
+        ),
+        (
+            &second,
+            "valkey_admin",
+            r#"{"command":"config set"}"#,
+            Holds::Yes,
+        ),
+        (
+            &second,
+            "valkey_write",
+            r#"{"command":"config set"}"#,
+            Holds::No,
+        ),
+        (
+            &any_prod,
+            "valkey_write",
+            r#"{"command":"SET","args":["a","PROD:b"]}"#,
+            Holds::Yes,
+        ),
+        (
+            &any_prod,
+            "valkey_write",
+            r#"{"command":"SET","args":["a","b"]}"#,
+            Holds::No,
+        ),
+    ];
+    for (cond, tool, arguments, expected) in cases {
+        assert_eq!(
+            judge_call(cond, tool, arguments, Some(WRITE_SCHEMA)),
+            *expected,
+            "{tool} {arguments}"
+        );
+    }
+    // No command line known: refused, saying what to declare.
+    let Holds::Unjudgeable(why) = judge_call(&first, "run_shell", r#"{"line":"rm -rf /"}"#, None)
+    else {
+        panic!("refused");
+    };
+    assert!(why.contains("[[command_lines]]"), "{why}");
+    // The rest of the line unreadable (args as JSON text, which the server would decode): the
+    // first word still comes from `command` alone, every word does not.
+    let text_args = r#"{"command":"FLUSHALL","args":"[\"SYNC\"]"}"#;
+    assert_eq!(
+        judge_call(&first, "valkey_admin", text_args, None),
+        Holds::Yes
+    );
+    assert!(matches!(
+        judge_call(&any_prod, "valkey_admin", text_args, None),
+        Holds::Unjudgeable(_)
+    ));
+}
+
+#[test]
+fn a_string_the_server_decodes_is_judged_as_what_it_decodes_to() {
+    // `json_set`'s `value` in the real server: `str | int | float | bool | list | dict | None`.
+    let schema = r#"{"type":"object","properties":{"key":{"type":"string"},"value":{"anyOf":[{"type":"string"},{"type":"integer"},{"type":"number"},{"type":"boolean"},{"items":{},"type":"array"},{"additionalProperties":true,"type":"object"},{"type":"null"}]},"opts":{"type":"object","properties":{"tags":{"anyOf":[{"type":"string"},{"type":"array","items":{"type":"string"}}]}}}}}"#;
+    let any_secret = test("value[*]", glob("secret*", false), false, false);
+    let equals_text = test(
+        "value",
+        Op::Eq(Literal::Str(r#"["secret"]"#.into())),
+        false,
+        false,
+    );
+    let is_true = test("value", Op::Eq(Literal::Bool(true)), false, false);
+    let null_text = test("value", Op::Eq(Literal::Str("null".into())), false, false);
+    let cases: &[(&Cond, &str, Holds)] = &[
+        // The array the server decodes holds "secret".
+        (&any_secret, r#"{"value":"[\"secret\"]"}"#, Holds::Yes),
+        (&any_secret, r#"{"value":" [\"public\"] "}"#, Holds::No),
+        // Judged as the decoded array, never as the text it was sent as.
+        (&equals_text, r#"{"value":"[\"secret\"]"}"#, Holds::No),
+        (&is_true, r#"{"value":"true"}"#, Holds::Yes),
+        // "null" decodes to null, which is not the text "null".
+        (&null_text, r#"{"value":"null"}"#, Holds::No),
+        (&null_text, r#"{"key":"null"}"#, Holds::No),
+        // Numbers and JSON strings stay text in the SDK.
+        (&equals_text, r#"{"value":"5"}"#, Holds::No),
+        (&equals_text, r#"{"value":"plain text"}"#, Holds::No),
+    ];
+    for (cond, arguments, expected) in cases {
+        assert_eq!(
+            judge(cond, arguments, Some(schema)),
+            *expected,
+            "{arguments}"
+        );
+    }
+    // JSON that only a lenient parser reads, and JSON deeper than the SDK decodes: refused.
+    for arguments in [
+        r#"{"value":"[\"a\", NaN]"}"#,
+        r#"{"value":"{\"a\":1,\"a\":2}"}"#,
+        r#"{"opts":{"tags":"[\"secret\"]"}}"#,
+    ] {
+        let cond = if arguments.contains("opts") {
+            test("opts.tags[*]", glob("secret*", false), false, false)
+        } else {
+            any_secret.clone()
+        };
+        assert!(
+            matches!(judge(&cond, arguments, Some(schema)), Holds::Unjudgeable(_)),
+            "{arguments}"
+        );
+    }
+}
+
+#[test]
+fn valkey_reads_command_names_in_any_case_so_a_case_minding_test_refuses() {
+    // `CONFIG` with args ["set", ...] runs CONFIG SET: Valkey reads subcommands in any case.
+    let config_set = r#"{"command":"CONFIG","args":["set","maxmemory","1"]}"#;
+    let second = words_test("@words[1]", Op::Eq(Literal::Str("SET".into())), false);
+    let second_any_case = words_test("@words[1]", Op::Eq(Literal::Str("SET".into())), true);
+    let legacy = test(
+        "command",
+        Op::Eq(Literal::Str("CONFIG SET".into())),
+        false,
+        false,
+    );
+    let key = words_test("@words[*]", Op::In(strs(&["user:1"])), false);
+    let cases: &[(&Cond, &str, &str)] = &[
+        (&second, config_set, "refused"),
+        (&second_any_case, config_set, "yes"),
+        (&legacy, config_set, "refused"),
+        (&second, r#"{"command":"CONFIG","args":["GET","x"]}"#, "no"),
+        // A word that is no command name is still compared as written when case cannot matter.
+        (&key, r#"{"command":"GET","args":["user:1"]}"#, "yes"),
+        (&key, r#"{"command":"GET","args":["USER:2"]}"#, "no"),
+    ];
+    for (cond, arguments, expected) in cases {
+        let holds = match judge_call(cond, "valkey_admin", arguments, Some(WRITE_SCHEMA)) {
+            Holds::Yes => "yes",
+            Holds::No => "no",
+            Holds::Unjudgeable(_) => "refused",
+        };
+        assert_eq!(holds, *expected, "{} {arguments}", cond.describe());
+    }
+}

@@ -209,8 +209,8 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // The child is spawned inside `block_on`, on this (the main) thread, which lives as long as
-    // the process: the parent-death signal is tied to the thread that forked.
+    // The child is spawned inside `block_on`; its tree ends with the process however the
+    // process ends (src/os).
     let result = runtime.block_on(relay::run(
         &command,
         session,

@@ -62,10 +62,32 @@ pub fn dropped() -> u64 {
     sink().dropped.load(Ordering::Relaxed)
 }
 
-/// Passes the child's stderr on, line by line, through the same queue; runs until the child's
-/// end of the pipe is closed. A line longer than [`CHILD_LINE_BYTES`] goes in pieces.
-pub fn pass_on(from: impl Read) {
-    split_lines(from, line);
+/// Passes a child's stderr on, line by line, through the same queue; runs until the child's end
+/// of the pipe is closed. Each line is marked with `who` and its control characters escaped, so
+/// what a child writes can never pass for the proxy's own log line (a forged "a person
+/// approved"), nor recolour the log. A line longer than [`CHILD_LINE_BYTES`] goes in pieces,
+/// each a line of its own.
+pub fn pass_on(who: &'static str, from: impl Read) {
+    split_lines(from, |piece| line(marked(who, &piece)));
+}
+
+/// `who: ` and `piece` with its control characters (but tab) escaped, ending in a newline.
+fn marked(who: &str, piece: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(piece);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let mut out = String::with_capacity(who.len() + text.len() + 3);
+    out.push_str(who);
+    out.push_str(": ");
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&c.escape_default().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    out.into_bytes()
 }
 
 fn split_lines(from: impl Read, mut line: impl FnMut(Vec<u8>)) {
@@ -204,11 +226,16 @@ impl Sink {
     fn write_all(&self, out: &mut impl Write) {
         let mut state = self.lock();
         loop {
-            let Some(next) = state.lines.pop_front() else {
-                state.writing = false;
-                self.changed.notify_all();
-                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-                continue;
+            let next = match state.lines.pop_front() {
+                Some(next) => next,
+                // Drops with no line after them are said too, once stderr takes writes.
+                None if state.unreported > 0 => Vec::new(),
+                None => {
+                    state.writing = false;
+                    self.changed.notify_all();
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
             };
             state.bytes -= next.len();
             state.writing = true;
@@ -278,7 +305,14 @@ mod tests {
         });
         // The first line is taken by the writer, which then blocks; 100 bytes more fit.
         sink.push(b"first\n".to_vec());
-        sink.flush(Instant::now() + Duration::from_millis(50));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sink.lock().lines.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never took the first line"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for i in 0..50 {
             sink.push(format!("line {i:04}\n").into_bytes());
         }
@@ -340,5 +374,16 @@ mod tests {
         assert_eq!(lines[2].len(), CHILD_LINE_BYTES);
         assert_eq!(lines[3], "xxxxxxxxxx\n");
         assert_eq!(lines[4], "last\n");
+    }
+
+    #[test]
+    fn a_childs_line_cannot_pass_for_the_proxys() {
+        let forged = b"\r2026-12-08T00:00:00Z  INFO a person approved it\x1b[0m\n";
+        let shown = String::from_utf8(marked("server", forged)).unwrap();
+        assert_eq!(
+            shown,
+            "server: \\r2026-12-08T00:00:00Z  INFO a person approved it\\u{1b}[0m\n"
+        );
+        assert_eq!(marked("server", b"tab\tstays"), b"server: tab\tstays\n");
     }
 }

@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use serde_json::{Value, json};
 
 const HELD: usize = 256;
-const COMMANDS: usize = 16;
 
 fn initialize_with_forms(proxy: &mut Proxy) {
     proxy.request(
@@ -86,6 +83,8 @@ action = "require_approval"
 #[cfg(unix)]
 #[test]
 fn approval_commands_at_once_are_capped() {
+    use std::time::{Duration, Instant};
+    const COMMANDS: usize = 16;
     let mut proxy = Proxy::start(
         r#"
 [[rules]]

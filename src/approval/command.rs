@@ -6,33 +6,11 @@
 
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tracing::{info, warn};
 
 use super::{Answer, ApproverJob, read_command_output};
 use crate::os::process::{self, Detach};
-
-/// Passes the program's stderr on to the proxy's log, line by line.
-async fn pass_on(stderr: tokio::process::ChildStderr) {
-    let mut lines = tokio::io::BufReader::new(stderr);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match (&mut lines)
-            .take(16 * 1024)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if line.last() != Some(&b'\n') {
-                    line.push(b'\n');
-                }
-                crate::logging::line(std::mem::take(&mut line));
-            }
-        }
-    }
-}
 
 /// How long past its time-out the program may run before it kills itself here, should the
 /// session's withdrawal not come (it always comes first: see `run`).
@@ -73,9 +51,13 @@ pub async fn run(job: ApproverJob) -> Answer {
             ));
         }
     };
-    // Its stderr joins the proxy's log, never waited on.
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(pass_on(stderr));
+    // Its stderr joins the proxy's log, marked as its own, never waited on.
+    if let Some(stderr) = child.stderr.take().map(crate::os::pipe::child_stderr)
+        && let Ok(stderr) = stderr
+    {
+        let _ = std::thread::Builder::new()
+            .name("approver-stderr".into())
+            .spawn(move || crate::logging::pass_on("approval command", stderr));
     }
     // The session's own deadline refuses the call at `job.timeout` and withdraws this run; the
     // grace keeps the two from racing, so a slow program always ends as a time-out.

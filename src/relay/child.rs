@@ -64,7 +64,7 @@ pub fn spawn(command: &ChildCommand) -> std::io::Result<Spawned> {
     let stderr = os_pipe::child_stderr(child.stderr.take().expect("stderr is piped"))?;
     std::thread::Builder::new()
         .name("child-stderr".into())
-        .spawn(move || crate::logging::pass_on(stderr))?;
+        .spawn(move || crate::logging::pass_on("server", stderr))?;
     let stdin = Pipe::new(os_pipe::child_stdin(
         child.stdin.take().expect("stdin is piped"),
     )?);

@@ -145,15 +145,14 @@ impl Session {
         // What a person is shown is what runs: arguments no view can show as sent are refused,
         // never shown as something else.
         let unshowable = crate::approval::digest::faithful_value(arguments).err();
-        let unsealable = (modern && elicit)
-            .then(|| self.sealer.as_ref().err())
-            .flatten()
-            .map(|why| {
-                format!(
-                    "its state cannot be sealed because the operating system gave no randomness \
-                     for the key ({why})"
-                )
-            });
+        // Without randomness from the OS there is no key to seal a state with, and the approval
+        // codes people quote would be predictable: nobody is asked, on any channel.
+        let unsealable = self.sealer.as_ref().err().map(|why| {
+            format!(
+                "its state cannot be sealed because the operating system gave no randomness for \
+                 the key ({why})"
+            )
+        });
         let too_many = (self.calls.awaiting_approval() >= MAX_HELD_CALLS).then(|| {
             format!(
                 "{MAX_HELD_CALLS} calls are already waiting for a person in this session (the cap \

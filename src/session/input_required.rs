@@ -53,8 +53,15 @@ impl Session {
         let question = self.question(tool, arguments, rule);
         let digest = arguments_digest(arguments);
         let timeout = self.settings.approval.timeout;
-        // `ask` refuses before coming here when there is no sealer.
+        // `ask` refuses before coming here when there is no sealer; should a call come anyway,
+        // it is refused, never left unanswered.
         let Ok(sealer) = self.sealer.as_mut() else {
+            let why = ApprovalRefusal::CannotAsk {
+                why: "there is no key to seal the question's state with".to_owned(),
+            };
+            let style = self.style_for(None);
+            let line = self.refuse_approval(id, tool, rule, &why, style, true, arguments, None);
+            self.answer(batch, line, out);
             return;
         };
         let (state, nonce) = sealer.seal_numbered(tool, &digest, now, timeout);

@@ -98,6 +98,12 @@ impl Started for tokio::process::Child {
 /// before spawning it; then hand the child to [`Guard::started`].
 pub fn prepare(command: &mut Command, detach: Detach) -> io::Result<Guard> {
     let (reader, lifeline) = io::pipe()?;
+    let watchdog_error = |err: io::Error| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot start the watchdog /bin/sh: {err}"),
+        )
+    };
     let process = Command::new("/bin/sh")
         .arg("-c")
         .arg(WATCHDOG)
@@ -106,11 +112,13 @@ pub fn prepare(command: &mut Command, detach: Detach) -> io::Result<Guard> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
-        .spawn()?;
+        .spawn()
+        .map_err(watchdog_error)?;
     let fd = lifeline.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (setsid, setpgid, getpid, write) on a stack buffer; `fd` stays open in the child
-    // until exec closes it (it is close-on-exec), and the parent keeps it open meanwhile.
+    // functions (setsid, setpgid, getpid, sigaction, write) on stack values; `fd` stays open in
+    // the child until exec closes it (it is close-on-exec), and the parent keeps it open
+    // meanwhile.
     unsafe {
         command.pre_exec(move || {
             let led = match detach {
@@ -122,8 +130,18 @@ pub fn prepare(command: &mut Command, detach: Detach) -> io::Result<Guard> {
             }
             let mut line = [0u8; 24];
             let len = decimal_line(libc::getpid() as u64, &mut line);
-            if libc::write(fd, line.as_ptr().cast(), len) != len as isize {
-                return Err(io::Error::last_os_error());
+            // A watchdog that died makes the write fail with EPIPE, which fails the start,
+            // rather than a SIGPIPE that would kill the child before it runs: SIGPIPE is
+            // ignored around the write and restored before exec.
+            let mut ignore: libc::sigaction = std::mem::zeroed();
+            ignore.sa_sigaction = libc::SIG_IGN;
+            let mut before: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGPIPE, &ignore, &mut before);
+            let written = libc::write(fd, line.as_ptr().cast(), len);
+            let error = io::Error::last_os_error();
+            libc::sigaction(libc::SIGPIPE, &before, std::ptr::null_mut());
+            if written != len as isize {
+                return Err(error);
             }
             Ok(())
         });
@@ -168,8 +186,10 @@ impl Tree {
 
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) with a negative pid signals the group this tree leads; no memory is
-        // touched. The group id cannot be another's while this tree lives: the child is its
-        // leader, and a group's id is not reused while any member is left.
+        // touched. While the leader has not been reaped, or any member of the group is left, the
+        // id is not reused. Once the leader was reaped and the group emptied, the id could in
+        // principle be reused by a new group before this call: that needs the pid counter to
+        // wrap around within the microseconds between the reap and this call.
         unsafe {
             libc::kill(-self.group, signal);
         }
@@ -265,6 +285,14 @@ mod tests {
     }
 
     fn alive(pid: libc::pid_t) -> bool {
+        // A zombie (killed, not yet reaped by whoever adopted it) is not alive.
+        #[cfg(target_os = "linux")]
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            return !stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        }
         // SAFETY: signal 0 only checks that the process exists.
         unsafe { libc::kill(pid, 0) == 0 }
     }

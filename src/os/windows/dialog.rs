@@ -3,28 +3,31 @@
 //! Windows has no dialog program to run with the question as arguments, so the approver (a
 //! process of its own, run by the proxy as its approval command) shows a `MessageBoxW`. The
 //! question is data: the title and text go in as UTF-16 strings, never into a script. A message
-//! box has fixed buttons, so it asks one question, "approve this call once?", with Yes and No,
-//! No focused (Return or Space denies; a keystroke meant for another window cannot approve);
-//! approval for the whole session is not offered here. It has no time-out of its own: after
+//! box has fixed buttons, so it asks one question, "approve this call once?", with OK and
+//! Cancel, Cancel focused. Yes and No would carry the accelerators Y and N, so one stray "y"
+//! typed for another window would approve; OK has no letter, and Return, Space and Escape all
+//! deny. The box does not take the foreground by itself (it stays on top): a person clicks it.
+//! Approval for the whole session is not offered here. It has no time-out of its own: after
 //! `limit` the approver answers that nobody answered and exits, which takes the box away.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
+use windows_sys::Win32::Foundation::GetLastError;
 use windows_sys::Win32::UI::WindowsAndMessaging::{
-    IDYES, MB_DEFBUTTON2, MB_ICONWARNING, MB_SETFOREGROUND, MB_TOPMOST, MB_YESNO, MessageBoxW,
+    IDOK, MB_DEFBUTTON2, MB_ICONWARNING, MB_OKCANCEL, MB_TOPMOST, MessageBoxW,
 };
 
 use super::super::{Asked, NativeAnswer};
 
-/// The box's style: Yes and No with No the default, a warning icon, in front of other windows.
-pub const STYLE: u32 = MB_YESNO | MB_DEFBUTTON2 | MB_ICONWARNING | MB_TOPMOST | MB_SETFOREGROUND;
+/// The box's style: OK and Cancel with Cancel the default, a warning icon, above other windows.
+pub const STYLE: u32 = MB_OKCANCEL | MB_DEFBUTTON2 | MB_ICONWARNING | MB_TOPMOST;
 
 /// Shows the question and waits for the answer, at most `limit`.
 pub fn ask(title: &str, text: &str, limit: Duration) -> Asked {
     let title = wide(title);
     let text = wide(&format!(
-        "{text}\n\nYes: approve this call once.\nNo: deny it (the default)."
+        "{text}\n\nOK: approve this call once.\nCancel: deny it (the default)."
     ));
     let (answer, answered) = mpsc::channel();
     let shown = std::thread::Builder::new()
@@ -34,7 +37,9 @@ pub fn ask(title: &str, text: &str, limit: Duration) -> Asked {
             // window.
             let pressed =
                 unsafe { MessageBoxW(std::ptr::null_mut(), text.as_ptr(), title.as_ptr(), STYLE) };
-            let _ = answer.send(pressed);
+            // SAFETY: reads this thread's last error, set by the call above when it failed.
+            let error = unsafe { GetLastError() };
+            let _ = answer.send((pressed, error));
         });
     if let Err(err) = shown {
         return Asked::Answered(NativeAnswer::Failed(format!(
@@ -42,10 +47,10 @@ pub fn ask(title: &str, text: &str, limit: Duration) -> Asked {
         )));
     }
     Asked::Answered(match answered.recv_timeout(limit) {
-        Ok(IDYES) => NativeAnswer::ApproveOnce,
-        Ok(0) => NativeAnswer::Failed(format!(
+        Ok((IDOK, _)) => NativeAnswer::ApproveOnce,
+        Ok((0, error)) => NativeAnswer::Failed(format!(
             "the message box could not be shown ({})",
-            std::io::Error::last_os_error()
+            std::io::Error::from_raw_os_error(error as i32)
         )),
         Ok(_) => NativeAnswer::Denied,
         Err(_) => NativeAnswer::TimedOut,
@@ -69,7 +74,7 @@ mod tests {
     #[test]
     fn no_is_the_default_and_the_text_is_data() {
         assert_eq!(STYLE & MB_DEFBUTTON2, MB_DEFBUTTON2);
-        assert_eq!(STYLE & MB_YESNO, MB_YESNO);
+        assert_eq!(STYLE & MB_OKCANCEL, MB_OKCANCEL);
         let text = wide("a\0b \"quoted\" `$(rm)`");
         assert_eq!(text.last(), Some(&0));
         assert_eq!(text.iter().filter(|&&c| c == 0).count(), 1);

@@ -166,6 +166,12 @@ fn proxy(path: &Path, config: Config, policy: Policy, argv: &[OsString]) -> Resu
             });
         }
     };
+    if let Some(dir) = commands::check::within_reach(path, &command.args, command.cwd.as_deref()) {
+        tracing::warn!(
+            "{}",
+            commands::check::reach_warning(path, &dir, config.policy.reload)
+        );
+    }
     // The audit log's writer starts before the server, so that the first decision is kept.
     let auditor = match &config.audit {
         None => None,

@@ -38,6 +38,12 @@ impl Reloader {
         }
     }
 
+    /// When the policy says it may be read again: the running policy's `[policy] reload` (a
+    /// reload to a stricter mode takes effect at once; nothing reloads out of `never`).
+    pub fn mode(&self) -> crate::config::ReloadMode {
+        self.running.policy.reload
+    }
+
     /// Whether the file looks different from when it was last read.
     pub fn changed(&self) -> bool {
         let now = stamp(&self.path);

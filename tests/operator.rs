@@ -261,3 +261,37 @@ when = [ { arg = "command", in = ["FLUSHALL", "FLUSHDB"], ignore_case = true } ]
         "{check}"
     );
 }
+
+/// `check` warns when the server is given a folder that holds the policy file: a server that
+/// can write there can loosen its own policy.
+#[test]
+fn check_warns_when_the_server_can_reach_the_policy() {
+    let dir = TempDir::new();
+    let folder = dir.path().display().to_string();
+    let policy = dir.write(
+        "policy.toml",
+        &format!(
+            "[server]\ncommand = \"npx\"\nargs = [\"-y\", \"@modelcontextprotocol/server-filesystem\", {}]\n",
+            toml::Value::String(folder.clone())
+        ),
+    );
+    let output = run(&["check", "--config", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = stdout(&output);
+    assert!(
+        report.contains("warning: the server is given the folder"),
+        "{report}"
+    );
+    assert!(report.contains("[policy] reload"), "{report}");
+    // A server given another folder: no warning.
+    let other = TempDir::new();
+    let policy = dir.write(
+        "elsewhere.toml",
+        &format!(
+            "[server]\ncommand = \"npx\"\nargs = [\"--root={}\"]\n",
+            other.path().display()
+        ),
+    );
+    let output = run(&["check", "--config", policy.to_str().unwrap()]);
+    assert!(!stdout(&output).contains("warning"), "{}", stdout(&output));
+}

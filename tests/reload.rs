@@ -131,3 +131,48 @@ fn server_changes_are_reported_as_needing_a_restart() {
         proxy.stderr()
     );
 }
+
+/// A policy is not loosened by what it governs: with `[policy] reload = "never"` an edit to the
+/// file (as a server that can write there would make) changes nothing, and with "signal" only
+/// SIGHUP reloads. The edit's absence is read from the log: the file is checked once a second.
+#[cfg(unix)]
+#[test]
+fn reload_never_and_signal_ignore_an_edited_file() {
+    for mode in ["never", "signal"] {
+        let strict = format!(
+            "[policy]\ndefault = \"allow\"\nreload = \"{mode}\"\n[[rules]]\ntool = \"echo\"\naction = \"deny\"\nreason = \"strict\"\n"
+        );
+        let mut proxy = Proxy::start(&strict);
+        proxy.initialize();
+        write_policy(&proxy, "[policy]\ndefault = \"allow\"\n");
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        assert!(
+            !proxy.stderr().contains("reloaded the policy"),
+            "{mode}: {}",
+            proxy.stderr()
+        );
+        let answer = proxy.call(1, "echo", json!({}));
+        assert_eq!(facts(&answer)["reason"], "strict", "{mode}");
+        proxy.signal(libc::SIGHUP);
+        if mode == "signal" {
+            assert!(
+                proxy.stderr_has("SIGHUP: reloaded the policy"),
+                "{}",
+                proxy.stderr()
+            );
+            let answer = proxy.call(2, "echo", json!({}));
+            assert!(
+                answer.get("result").is_some() && facts(&answer).is_null(),
+                "{answer}"
+            );
+        } else {
+            assert!(
+                proxy.stderr_has("the policy stays as it is"),
+                "{}",
+                proxy.stderr()
+            );
+            let answer = proxy.call(2, "echo", json!({}));
+            assert_eq!(facts(&answer)["reason"], "strict");
+        }
+    }
+}

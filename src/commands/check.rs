@@ -7,9 +7,60 @@ use crate::config::Config;
 use crate::policy::command_line::{BUILTIN_TOOLS, CommandLine};
 use crate::policy::{Policy, Rule};
 
+/// A folder the server is given as an argument (`/srv/data`, `--root=/srv`) that holds the
+/// policy file: a server that writes files there can loosen the policy that governs it.
+pub fn within_reach(
+    policy: &Path,
+    args: &[std::ffi::OsString],
+    cwd: Option<&Path>,
+) -> Option<std::path::PathBuf> {
+    let policy = std::fs::canonicalize(policy).ok()?;
+    args.iter().find_map(|arg| {
+        let text = arg.to_string_lossy();
+        let value = text.split_once('=').map_or(&*text, |(_, value)| value);
+        if value.is_empty() {
+            return None;
+        }
+        let dir = match cwd {
+            Some(cwd) => cwd.join(value),
+            None => Path::new(value).to_owned(),
+        };
+        let dir = std::fs::canonicalize(dir).ok().filter(|dir| dir.is_dir())?;
+        policy.starts_with(&dir).then_some(dir)
+    })
+}
+
+/// What `check` says when the server is given a folder that holds the policy file.
+pub fn reach_warning(policy: &Path, dir: &Path, reload: crate::config::ReloadMode) -> String {
+    let reload = match reload {
+        crate::config::ReloadMode::File => {
+            " and the proxy reloads it when it changes ([policy] reload = \"file\")"
+        }
+        _ => "",
+    };
+    format!(
+        "warning: the server is given the folder {} as an argument, which holds this policy \
+         file ({}){reload}: a server that can write files there can loosen its own policy. Keep \
+         the policy outside every folder the server can write, or set [policy] reload = \
+         \"never\" (or \"signal\")",
+        dir.display(),
+        policy.display()
+    )
+}
+
 /// The report `check` prints: each rule and the default, as the proxy reads them.
 pub fn report(path: &Path, config: &Config, policy: &Policy) -> String {
     let mut text = format!("{}: valid\n", path.display());
+    if let Some(server) = &config.server {
+        let args: Vec<std::ffi::OsString> = server.args.iter().map(Into::into).collect();
+        if let Some(dir) = within_reach(path, &args, server.cwd.as_deref()) {
+            let _ = writeln!(
+                text,
+                "  {}",
+                reach_warning(path, &dir, config.policy.reload)
+            );
+        }
+    }
     for rule in policy.rules() {
         let covers = match &rule.class {
             Some(class) if rule.pattern == "*" => format!("class {class:?}"),

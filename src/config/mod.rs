@@ -169,7 +169,30 @@ pub struct PolicySettings {
     pub violation: ViolationStyle,
     /// `enforce` (the default) or `shadow`: forward every call, logging what would be refused.
     pub mode: PolicyMode,
+    /// When the policy file is read again while the proxy runs.
+    pub reload: ReloadMode,
 }
+
+/// `[policy] reload`: when the policy file is read again. A server behind the proxy that can
+/// write files (a filesystem or shell server) may be able to write the policy: an operator who
+/// cannot keep it out of the server's reach chooses `signal` or `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReloadMode {
+    /// When the file changes, or on SIGHUP (the default).
+    #[default]
+    File,
+    /// On SIGHUP only (Windows has none: there, never).
+    Signal,
+    /// Never: the policy the proxy started with stays until it restarts.
+    Never,
+}
+
+/// The names of `[policy] reload`.
+pub const RELOAD_MODES: Vocabulary<ReloadMode> = Vocabulary(&[
+    ("file", ReloadMode::File),
+    ("signal", ReloadMode::Signal),
+    ("never", ReloadMode::Never),
+]);
 
 /// `[policy] mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

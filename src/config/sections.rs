@@ -7,11 +7,11 @@ use toml::de::DeValue;
 use super::walk::{Checker, Value, describe, names, one_of};
 use super::{
     DEFAULT_ACTIONS, Limits, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES, POLICY_MODES, PolicySettings,
-    ServerSpec, VIOLATION_STYLES,
+    RELOAD_MODES, ServerSpec, VIOLATION_STYLES,
 };
 
 pub(super) const SERVER_KEYS: &[&str] = &["command", "args", "env", "cwd"];
-pub(super) const POLICY_KEYS: &[&str] = &["default", "violation", "mode"];
+pub(super) const POLICY_KEYS: &[&str] = &["default", "violation", "mode", "reload"];
 pub(super) const LIMITS_KEYS: &[&str] = &["max_line_bytes"];
 
 impl Checker<'_> {
@@ -168,6 +168,22 @@ impl Checker<'_> {
                     format!(
                         "unknown mode {other:?} in [policy]; expected {}",
                         one_of(&names(&POLICY_MODES))
+                    ),
+                ),
+                None => {}
+            }
+        }
+
+        if let Some(value) = table.get("reload") {
+            match self.string(value, "\"reload\"", place) {
+                Some(name) if RELOAD_MODES.contains(&name) => {
+                    policy.reload = RELOAD_MODES.parse(name).expect("a known name");
+                }
+                Some(other) => self.report(
+                    value.span(),
+                    format!(
+                        "unknown reload {other:?} in [policy]; expected {}",
+                        one_of(&names(&RELOAD_MODES))
                     ),
                 ),
                 None => {}

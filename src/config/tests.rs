@@ -56,8 +56,9 @@ const CASES: &[(&str, usize, usize, &str)] = &[
         "[policy]\ndefault = \"deny\"\nflavour = 1\n",
         3,
         1,
+        // [policy] reload is new (issue 21): the list names it.
         "unknown key \"flavour\" in [policy]; expected one of \"default\", \"violation\", \
-         \"mode\"",
+         \"mode\", \"reload\"",
     ),
     (
         "[limits]\nmax_line = 2048\n",
@@ -416,7 +417,7 @@ action = \"forbid\"
             "line 2, column 11: unknown default \"maybe\" in [policy]; expected \"allow\" or \
                  \"deny\"",
             "line 3, column 1: unknown key \"colour\" in [policy]; expected one of \"default\", \
-                 \"violation\", \"mode\"",
+                 \"violation\", \"mode\", \"reload\"",
             "line 8, column 22: max 0 in the rate_limit of rule 1 is out of range; expected \
                  an integer from 1 to 1000000",
             "line 8, column 34: invalid window \"soon\" in the rate_limit of rule 1; expected \
@@ -573,6 +574,7 @@ rate_limit = { max = 10, window = \"60s\" }
             default: DefaultAction::Deny,
             violation: ViolationStyle::JsonRpcError,
             mode: PolicyMode::Enforce,
+            reload: crate::config::ReloadMode::File,
         }
     );
     assert_eq!(config.limits.max_line_bytes, 1024);

@@ -29,6 +29,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::approval::{self, Answer, ApproverJob};
+use crate::config::ReloadMode;
 use crate::error::Error;
 use crate::os::process::{self, Stop, Tree};
 use crate::os::shutdown::{Request, Requests};
@@ -185,16 +186,21 @@ pub async fn run(
                 carry_out(effects, &lines, &mut timers, &mut approvers, &mut stores);
             }
             _ = file_check.tick(), if reloader.is_some() => {
-                if let Some(reloader) = reloader.as_mut().filter(|r| r.changed()) {
+                if let Some(reloader) = reloader
+                    .as_mut()
+                    .filter(|r| r.mode() == ReloadMode::File && r.changed())
+                {
                     apply(reloader.reload("the policy file changed"), &session);
                 }
             }
             request = requests.next() => match request {
-                Request::Reload => {
-                    if let Some(reloader) = &mut reloader {
+                Request::Reload => match reloader.as_mut() {
+                    Some(reloader) if reloader.mode() != ReloadMode::Never => {
                         apply(reloader.reload("SIGHUP"), &session);
                     }
-                }
+                    Some(_) => info!("SIGHUP: [policy] reload = \"never\"; the policy stays as it is"),
+                    None => {}
+                },
                 Request::Terminate | Request::Interrupt => {
                     let how = if request == Request::Terminate { Stop::Terminate } else { Stop::Interrupt };
                     info!(?request, "asked to stop; passing it on to the MCP server");

@@ -791,6 +791,7 @@ impl Output {
         if bytes.is_empty() {
             return;
         }
+        #[allow(clippy::disallowed_methods)] // the fixture is an MCP server: stdout is its channel
         let mut stdout = io::stdout().lock();
         if let Err(error) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
             eprintln!("fixture: cannot write to stdout, exiting: {error}");

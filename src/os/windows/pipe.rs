@@ -9,8 +9,9 @@ pub fn stdin() -> io::Result<File> {
     io::stdin().as_handle().try_clone_to_owned().map(File::from)
 }
 
-/// A duplicate of the proxy's stdout.
+/// A duplicate of the proxy's stdout, for the one writer of the protocol channel.
 pub fn stdout() -> io::Result<File> {
+    #[allow(clippy::disallowed_methods)] // the one place that takes the protocol channel
     io::stdout()
         .as_handle()
         .try_clone_to_owned()

@@ -39,8 +39,7 @@ const SHOWN_APPROVALS: usize = 20;
 /// that is not an audit log at all would otherwise flood the terminal.
 const REPORTED_INVALID_LINES: u64 = 20;
 
-/// Decisions after which the call reached the server. Every other decision, including ones
-/// this version does not know, is a refusal, except [`WAITING`].
+/// Decisions after which the call reached the server.
 const FORWARDED: &[&str] = &[
     "allow",
     "approved",
@@ -52,6 +51,23 @@ const FORWARDED: &[&str] = &[
 /// Records of a call that waits: a later record of the same call decides it (a person was
 /// asked, the store was asked). They count among the decisions, not as calls of their own.
 const WAITING: &[&str] = &["approval_requested", "approval_required", "store_check"];
+
+/// Decisions after which the call did not reach the server. A decision in none of these lists
+/// (a log from a newer version, or a misspelt name) is counted as unknown, never as a refusal:
+/// a wrong report is worse than one that says it cannot tell.
+const REFUSED: &[&str] = &[
+    "deny",
+    "default_deny",
+    "rate_limited",
+    "unjudgeable_arguments",
+    "tool_changed",
+    "audit_unavailable",
+    "approval_denied",
+    "approval_timeout",
+    "approval_unavailable",
+    "approval_withdrawn",
+    "limit_unavailable",
+];
 
 /// Which records count.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,6 +165,9 @@ pub struct Summary {
     refusals: Vec<Listed>,
     approvals: Vec<Listed>,
     invalid_lines: u64,
+    /// Calls whose decision this version does not know: neither run nor refused, as far as it
+    /// can tell.
+    unknown: u64,
 }
 
 /// Feeds lines into a [`Summary`], reporting invalid ones on stderr.
@@ -266,7 +285,11 @@ impl Summary {
             return;
         }
         self.calls += 1;
-        let refused = !FORWARDED.contains(&record.decision.as_str());
+        let decision = record.decision.as_str();
+        if !FORWARDED.contains(&decision) && !REFUSED.contains(&decision) {
+            self.unknown += 1;
+        }
+        let refused = REFUSED.contains(&decision);
         if let Some(rule) = &record.rule {
             *self
                 .rules
@@ -345,6 +368,7 @@ impl Summary {
             "refusals": refusals,
             "approvals": approvals,
             "invalid_lines": self.invalid_lines,
+            "unknown": self.unknown,
         })
     }
 
@@ -411,6 +435,10 @@ impl Summary {
             );
             if WAITING.contains(&decision.as_str()) {
                 out.push_str("  (the call waited; a later record decides it)");
+            } else if !FORWARDED.contains(&decision.as_str())
+                && !REFUSED.contains(&decision.as_str())
+            {
+                out.push_str("  (unknown to this version: counted neither as run nor refused)");
             }
             out.push('\n');
         }
@@ -747,6 +775,24 @@ mod tests {
             let seen: Vec<&str> = summary.sessions.iter().map(String::as_str).collect();
             assert_eq!(seen, sessions, "{since:?} {session:?}");
         }
+    }
+
+    /// A decision this version does not know (a log from a newer version, a misspelt name) is
+    /// counted as unknown, never as a refusal.
+    #[test]
+    fn an_unknown_decision_is_reported_as_unknown_not_as_a_refusal() {
+        let records = vec![
+            record("2026-11-29T19:00:01.000Z", "a", "echo", "allow"),
+            record("2026-11-29T19:00:02.000Z", "a", "echo", "deny"),
+            record("2026-11-29T19:00:03.000Z", "a", "echo", "quarantined"),
+        ];
+        let (summary, _) = summarize(&[("audit.jsonl", jsonl(&records))], &Filter::default());
+        let json = summary.to_json(&Filter::default());
+        assert_eq!(json["calls"], 3);
+        assert_eq!(json["refused"], 1);
+        assert_eq!(json["unknown"], 1);
+        let text = summary.to_text(&Filter::default());
+        assert!(text.contains("unknown to this version"), "{text}");
     }
 
     #[test]

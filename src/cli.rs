@@ -17,7 +17,12 @@ use clap::{Parser, Subcommand};
 /// option (nor a subcommand) starts the server's command, and everything after it belongs to the
 /// server.
 #[derive(Debug, Parser)]
-#[command(name = "mcp-policy-proxy", version, subcommand_negates_reqs = true)]
+// `--version` names the commit too where the build knew it (build.rs).
+#[command(
+    name = "mcp-policy-proxy",
+    version = env!("MCP_POLICY_PROXY_VERSION"),
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
     /// The policy file (TOML). Without one the proxy refuses to start.
     #[arg(

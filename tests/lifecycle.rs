@@ -55,7 +55,7 @@ fn read_pid(path: &std::path::Path) -> i32 {
 fn a_killed_proxy_takes_a_server_started_through_a_launcher_with_it() {
     // Its stderr goes nowhere: a server that writes stderr after the proxy is gone would die of
     // SIGPIPE on the proxy's closed pipe, which is not the mechanism under test.
-    let launcher = format!("{FIXTURE} 2>/dev/null; exit 0");
+    let launcher = format!("{} 2>/dev/null; exit 0", fixture());
     let mut proxy = Proxy::with_config(POLICY)
         .env("FIXTURE_IGNORE_EOF", "1")
         .env("FIXTURE_IGNORE_SIGTERM", "1")

@@ -383,8 +383,8 @@ fn the_server_s_stderr_reaches_the_proxy_s_stderr_and_stdout_stays_protocol_only
 #[test]
 fn the_double_dash_is_optional_and_the_child_keeps_its_own_options() {
     for argv in [
-        vec![FIXTURE, "--flag-for-the-child"],
-        vec!["--", FIXTURE, "--", "-x"],
+        vec![fixture(), "--flag-for-the-child"],
+        vec!["--", fixture(), "--", "-x"],
     ] {
         let mut proxy = Proxy::with_config(POLICY).child(&argv).start();
         let answer = proxy.initialize();
@@ -406,7 +406,8 @@ fn the_config_path_can_come_from_the_environment() {
 #[test]
 fn the_server_can_come_from_the_config() {
     let config = format!(
-        "{POLICY}\n[server]\ncommand = {FIXTURE:?}\nenv = {{ FIXTURE_STDERR_HELLO = \"1\" }}\n"
+        "{POLICY}\n[server]\ncommand = {:?}\nenv = {{ FIXTURE_STDERR_HELLO = \"1\" }}\n",
+        fixture()
     );
     let mut proxy = Proxy::with_config(&config).child(&[]).start();
     let answer = proxy.initialize();

@@ -37,7 +37,7 @@ fn argv(words: &[&str]) -> Vec<OsString> {
 fn fixture_with(vars: &[&str]) -> Vec<OsString> {
     let mut words = vec!["env"];
     words.extend(vars);
-    words.push(FIXTURE);
+    words.push(fixture());
     argv(&words)
 }
 
@@ -147,7 +147,8 @@ fn a_server_that_exits_on_the_probe_is_started_again_for_initialize() {
     ] {
         let script = format!(
             "IFS= read -r first; case \"$first\" in *server/discover*) {on_probe};; esac; \
-             {{ printf '%s\\n' \"$first\"; cat; }} | FIXTURE_NO_DISCOVER=1 {FIXTURE}"
+             {{ printf '%s\\n' \"$first\"; cat; }} | FIXTURE_NO_DISCOVER=1 {fixture}",
+            fixture = fixture()
         );
         let scan = scan::scan(&argv(&["sh", "-c", &script]), SCAN_TIMEOUT).unwrap();
         assert_eq!(scan.protocol, "2025-11-25", "{on_probe}");
@@ -163,8 +164,9 @@ fn a_server_silent_on_the_probe_is_stopped_and_started_again() {
     let pids = dir.path().join("pids");
     let script = format!(
         "echo $$ >> {pids}; IFS= read -r first; case \"$first\" in *server/discover*) exec sleep 60;; esac; \
-         {{ printf '%s\\n' \"$first\"; cat; }} | FIXTURE_NO_DISCOVER=1 {FIXTURE}",
-        pids = pids.display()
+         {{ printf '%s\\n' \"$first\"; cat; }} | FIXTURE_NO_DISCOVER=1 {fixture}",
+        pids = pids.display(),
+        fixture = fixture()
     );
     let start = Instant::now();
     let scan = scan::scan(&argv(&["sh", "-c", &script]), Duration::from_secs(2)).unwrap();
@@ -243,7 +245,10 @@ fn failures_name_the_server_and_leave_nothing_running() {
 fn check_accepts_what_scan_prints() {
     for vars in [&[][..], &["FIXTURE_NO_DISCOVER=1"][..]] {
         let mut command = Command::new(PROXY);
-        command.args(["scan", "--", "env"]).args(vars).arg(FIXTURE);
+        command
+            .args(["scan", "--", "env"])
+            .args(vars)
+            .arg(fixture());
         let output = command.output().unwrap();
         assert_eq!(
             output.status.code(),

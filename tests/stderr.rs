@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{FIXTURE, PROXY, TempDir};
+use common::{PROXY, TempDir, fixture};
 
 const CALLS: usize = 3000;
 
@@ -35,7 +35,7 @@ reason = "code connections expose source code"
         .arg("--log-level")
         .arg("debug")
         .arg("--")
-        .arg(FIXTURE)
+        .arg(fixture())
         .env_remove("RUST_LOG")
         .env("FIXTURE_STDERR_FLOOD", "1")
         .stdin(Stdio::piped())

@@ -48,7 +48,7 @@ fn proxy_command(dir: &TempDir) -> Command {
         .arg("--config")
         .arg(dir.write("policy.toml", POLICY))
         .arg("--")
-        .arg(FIXTURE)
+        .arg(fixture())
         .stderr(Stdio::null());
     cmd
 }

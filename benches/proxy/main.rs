@@ -271,7 +271,7 @@ fn run(plan: Plan, variants: &[Variant]) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mcp-policy-proxy-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("cannot create a temporary directory")?;
     let mut programs = Programs {
-        fixture: PathBuf::from(env!("CARGO_BIN_EXE_mcp-fixture-server")),
+        fixture: fixture_path()?,
         // Another build of the proxy can be measured in its place, for a before/after.
         proxy: std::env::var_os(PROXY_ENV).map_or_else(
             || env!("CARGO_BIN_EXE_mcp-policy-proxy").into(),
@@ -315,6 +315,28 @@ fn run(plan: Plan, variants: &[Variant]) -> anyhow::Result<()> {
 
 /// Checks, once per round and before anything is measured, that a variant's policy is in force:
 /// a call its policy refuses is refused.
+/// The fixture server, a binary of the workspace member `fixture/`: cargo names only this
+/// package's binaries to a bench, so it is found where cargo puts every binary of the workspace,
+/// the folder above this bench's `deps/` (scripts/bench builds it there first).
+fn fixture_path() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the bench executable")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("the bench executable is not in <target>/<profile>/deps")?;
+    let path = profile_dir.join(format!(
+        "mcp-fixture-server{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    anyhow::ensure!(
+        path.is_file(),
+        "the fixture server {} is missing; build it with `cargo build --release -p mcp-fixture-server` \
+         (scripts/bench does)",
+        path.display()
+    );
+    Ok(path)
+}
+
 fn probe(endpoint: &mut Endpoint) -> anyhow::Result<()> {
     match endpoint.setup {
         Setup::Variant(Variant::Conditions) => endpoint.expect_refusal(

@@ -8,14 +8,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 pub const PROXY: &str = env!("CARGO_BIN_EXE_mcp-policy-proxy");
-pub const FIXTURE: &str = env!("CARGO_BIN_EXE_mcp-fixture-server");
+
+/// The fixture MCP server, a binary of the workspace member `fixture/`. Cargo names only its own
+/// package's binaries to a test (`CARGO_BIN_EXE_*`), so the fixture is found where cargo puts
+/// every binary of the workspace: the folder above this test's `deps/` (`target/debug`, or
+/// `target/<triple>/debug` in a cross build). A missing one fails the test with the fix.
+pub fn fixture() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test executable has a path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test executable lives in <target>/<profile>/deps");
+        let name = format!("mcp-fixture-server{}", std::env::consts::EXE_SUFFIX);
+        let path = profile_dir.join(name);
+        assert!(
+            path.is_file(),
+            "the fixture server {} is missing; build it with `cargo build -p mcp-fixture-server` \
+             (`cargo build` or `cargo test` at the workspace root build it too)",
+            path.display()
+        );
+        path.into_os_string()
+            .into_string()
+            .expect("the target directory's path is UTF-8")
+    })
+}
 
 /// How long a test waits for any one answer before it fails.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,7 +135,7 @@ impl Builder {
                 cmd.args(argv);
             }
             None => {
-                cmd.arg("--").arg(FIXTURE);
+                cmd.arg("--").arg(fixture());
             }
         }
         for (k, v) in &self.env {

@@ -105,11 +105,29 @@ def valkey_mcp_server() -> Path:
 
 def proxy_bin() -> Path:
     """The proxy under test: $MCP_POLICY_PROXY_BIN, else the debug build scripts/test makes."""
-    path = Path(os.environ.get("MCP_POLICY_PROXY_BIN") or REPO / "target" / "debug" / "mcp-policy-proxy")
+    path = Path(os.environ.get("MCP_POLICY_PROXY_BIN") or cargo_debug_dir() / "mcp-policy-proxy")
     if not os.access(path, os.X_OK):
         fail(
             f"the proxy binary {path} does not exist; build it with `cargo build --bin mcp-policy-proxy` "
             "(scripts/test does) or point MCP_POLICY_PROXY_BIN at one"
+        )
+    return path
+
+
+def cargo_debug_dir() -> Path:
+    """Where `cargo build` puts the workspace's debug binaries: $CARGO_TARGET_DIR/debug, else
+    target/debug in the repo."""
+    return Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "debug"
+
+
+def fixture_bin() -> Path:
+    """The fixture MCP server (the workspace member fixture/): $MCP_POLICY_PROXY_FIXTURE, which
+    scripts/test sets, else the debug build next to the proxy's."""
+    path = Path(os.environ.get("MCP_POLICY_PROXY_FIXTURE") or cargo_debug_dir() / "mcp-fixture-server")
+    if not os.access(path, os.X_OK):
+        fail(
+            f"the fixture server {path} does not exist; build it with `cargo build -p mcp-fixture-server` "
+            "(scripts/test does) or point MCP_POLICY_PROXY_FIXTURE at one"
         )
     return path
 

@@ -779,9 +779,7 @@ def test_the_server_never_sees_the_proxys_question_or_state(workdir: Path) -> No
     """What reaches the child, read from the fixture server's FIXTURE_LOG (the real server keeps
     no such record): the held first call never, the retry without the proxy's members, and a
     server's own input response left in place."""
-    fixture = harness.REPO / "target" / "debug" / "mcp-fixture-server"
-    if not os.access(fixture, os.X_OK):
-        harness.fail(f"{fixture} is missing; build it with `cargo build --bins`")
+    fixture = harness.fixture_bin()
     log = workdir / "fixture-received.jsonl"
     rules = harness.write_policy(workdir, '[[rules]]\ntool = "echo"\naction = "require_approval"\n')
     launch = harness.Launch(

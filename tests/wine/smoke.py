@@ -24,6 +24,11 @@ import time
 
 WINE = os.environ.get("WINE", "/usr/lib/wine/wine64")
 BIN = os.environ["BIN"]
+# The proxy under test, when it is not BIN's: the program from the Windows wheel (scripts/dist
+# --windows), run by `scripts/wine-smoke --wheel WHEEL` in front of BIN's fixture server.
+PROXY_EXE = os.environ.get("PROXY_EXE") or os.path.join(BIN, "mcp-policy-proxy.exe")
+# What its --version must print (without the line end), when the caller knows.
+EXPECTED_VERSION = os.environ.get("EXPECTED_VERSION")
 TIMEOUT = 60
 
 
@@ -257,13 +262,26 @@ def check_message_box(home):
     print("  the Win32 message box: a stray 'y' answers nothing; OK approves once; Return denies: ok")
 
 
+def check_version(home):
+    out = subprocess.run(
+        [WINE, win(os.path.join(home, "mcp-policy-proxy.exe")), "--version"],
+        capture_output=True, timeout=TIMEOUT, cwd=home)
+    assert out.returncode == 0, out
+    line = out.stdout.decode().rstrip("\r\n")
+    assert line.startswith("mcp-policy-proxy "), line
+    if EXPECTED_VERSION:
+        assert line == EXPECTED_VERSION, f"{line!r} != {EXPECTED_VERSION!r}"
+    print(f"  --version: {line}: ok")
+
+
 def main():
     base = tempfile.mkdtemp(prefix="wine smoke ")
     home = os.path.join(base, "Zoë's tools")
     os.makedirs(home)
-    for exe in ("mcp-policy-proxy.exe", "mcp-fixture-server.exe"):
-        shutil.copy(os.path.join(BIN, exe), home)
+    shutil.copy(PROXY_EXE, os.path.join(home, "mcp-policy-proxy.exe"))
+    shutil.copy(os.path.join(BIN, "mcp-fixture-server.exe"), home)
     checks = [
+        check_version,
         check_relay_deny_audit,
         check_approval_command,
         check_cmd_shim,

@@ -50,6 +50,18 @@ pub fn run(mut cli: Cli) -> Result<ExitCode, Error> {
         Command::ApproveDesktop => Ok(approval::desktop::run_stdio()),
         Command::Schema => Ok(commands::schema::run()),
         Command::Scan { server } => commands::scan::run(&server),
+        // `audit verify FILE...`: the chains of the logs (a log named `verify` is `./verify`).
+        Command::Audit { files, .. }
+            if files.first().is_some_and(|f| f.as_os_str() == "verify") =>
+        {
+            let verdict = commands::audit::verify::run(&files[1..])?;
+            print_report(verdict.report.trim_end());
+            Ok(if verdict.whole {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Audit {
             files,
             since,

@@ -232,3 +232,71 @@ fn the_record_shows_the_arguments_as_sent_whatever_their_numbers() {
     assert!(line.contains("pwned"), "{line}");
     assert!(line.contains(&format!("\"n\":{big}")), "{line}");
 }
+
+/// The log shows it was not edited: a real log verifies whole; a line edited, removed, swapped
+/// is found with its place; a log cut from the end verifies whole but ends before the anchor the
+/// proxy wrote on its stderr at exit.
+#[test]
+fn audit_verify_finds_edited_removed_swapped_and_cut_lines() {
+    let dir = TempDir::new();
+    let log = dir.path().join("audit.jsonl");
+    let mut proxy = Proxy::start(&format!(
+        "[audit]\npath = \"{}\"\n\n[[rules]]\ntool = \"CreateCodeConnection\"\naction = \"deny\"\n",
+        log.display()
+    ));
+    proxy.initialize();
+    for id in 1..=6 {
+        let tool = if id % 3 == 0 { "CreateCodeConnection" } else { "echo" };
+        proxy.call(id, tool, json!({"text": format!("call {id}")}));
+    }
+    let proxy = finish(proxy);
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(lines.len(), 6);
+    let verify = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.concat()).unwrap();
+        let out = std::process::Command::new(PROXY)
+            .args(["audit", "verify"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, report) = verify("whole.jsonl", &lines);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.starts_with("whole: 6 chained record(s) in 1 chain(s)"), "{report}");
+    // The anchor on stderr names the same last digest as verify.
+    let anchor = proxy
+        .stderr()
+        .lines()
+        .find(|l| l.contains("audit chain of session"))
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        .expect("the chain's anchor on stderr");
+    assert!(report.contains(&anchor), "{anchor} in {report}");
+
+    let mut edited = lines.clone();
+    edited[1] = edited[1].replace("\"allow\"", "\"deny\"");
+    let (code, report) = verify("edited.jsonl", &edited);
+    assert_eq!(code, Some(1));
+    assert!(report.contains("edited.jsonl:3:") && report.contains("was changed"), "{report}");
+
+    let mut removed = lines.clone();
+    removed.remove(2);
+    let (code, report) = verify("removed.jsonl", &removed);
+    assert_eq!(code, Some(1));
+    assert!(report.contains("1 record(s) missing"), "{report}");
+
+    let mut swapped = lines.clone();
+    swapped.swap(3, 4);
+    let (code, report) = verify("swapped.jsonl", &swapped);
+    assert_eq!(code, Some(1));
+    assert!(report.contains("moved"), "{report}");
+
+    let (code, report) = verify("cut.jsonl", &lines[..4]);
+    assert_eq!(code, Some(0), "a chain alone cannot show a cut end");
+    assert!(!report.contains(&anchor), "the anchor shows it: {report}");
+}

@@ -32,6 +32,13 @@ pub struct Record {
     /// replaced by `"[redacted]"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Value>,
+    /// The record's number in its writer's hash chain, from 1 (absent in logs of versions
+    /// before the chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// SHA-256 (hex) of the line before it in the chain; 64 zeros for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
     /// For decisions a person made: how they were asked and what they answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,

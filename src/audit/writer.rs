@@ -4,9 +4,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -59,6 +59,7 @@ impl Queue {
 pub struct Auditor {
     handle: AuditHandle,
     thread: Option<JoinHandle<()>>,
+    chain: Arc<Mutex<Chain>>,
 }
 
 impl Auditor {
@@ -86,9 +87,11 @@ impl Auditor {
         }
         let thread_healthy = healthy.clone();
         let thread_queue = queue.clone();
+        let chain = Arc::new(Mutex::new(Chain::default()));
+        let thread_chain = chain.clone();
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(&thread_queue, file, thread_healthy))?;
+            .spawn(move || write_loop(&thread_queue, file, thread_healthy, thread_chain))?;
         let _ = queue.writer.set(thread.thread().clone());
         Ok(Auditor {
             handle: AuditHandle {
@@ -97,6 +100,7 @@ impl Auditor {
                 settings,
             },
             thread: Some(thread),
+            chain,
         })
     }
 
@@ -112,11 +116,27 @@ impl Auditor {
         if flushed.recv_timeout(limit).is_err() {
             error!("the audit log could not be flushed within {limit:?} at exit");
         }
+        // The chain's anchor, written where the log's writer cannot rewrite it (the proxy's
+        // stderr, which the host keeps): `audit verify` shows the same last digest, or the log
+        // was cut or rewritten after this line.
+        let chain = lock_chain(&self.chain);
+        if let Some(session) = &chain.session {
+            info!(
+                "audit chain of session {session}: {} record(s), the last one's SHA-256 is {}",
+                chain.seq,
+                crate::approval::digest::hex(&chain.last)
+            );
+        }
         drop(self.thread);
     }
 }
 
-fn write_loop(queue: &Queue, mut file: LogFile, healthy: Arc<AtomicBool>) {
+fn write_loop(
+    queue: &Queue,
+    mut file: LogFile,
+    healthy: Arc<AtomicBool>,
+    chain: Arc<Mutex<Chain>>,
+) {
     let mut pending: Vec<u8> = Vec::new();
     let mut taken = Vec::new();
     let mut clock = Clock::default();
@@ -131,6 +151,8 @@ fn write_loop(queue: &Queue, mut file: LogFile, healthy: Arc<AtomicBool>) {
         for message in taken.drain(..) {
             match message {
                 Message::Record(entry) => {
+                    let start = pending.len();
+                    let session = entry.session.clone();
                     write_record(
                         *entry,
                         &file.settings,
@@ -138,6 +160,9 @@ fn write_loop(queue: &Queue, mut file: LogFile, healthy: Arc<AtomicBool>) {
                         &mut scratch,
                         &mut pending,
                     );
+                    let mut chain = lock_chain(&chain);
+                    chain.session.get_or_insert(session);
+                    chain.link(&mut pending, start);
                 }
                 Message::Flush(done) => flushes.push(done),
             }
@@ -176,6 +201,39 @@ fn write_loop(queue: &Queue, mut file: LogFile, healthy: Arc<AtomicBool>) {
             }
         }
     }
+}
+
+/// This writer's hash chain: every record it writes carries its number in the chain (`seq`,
+/// from 1) and the SHA-256 of the line before it (`prev`; 64 zeros for the first), so that a
+/// line removed, changed or moved breaks the chain where it happened. One chain per writer (per
+/// proxy process, whose `session` names it): proxies sharing a file keep chains of their own, and
+/// a chain goes on across a rotation, since the writer keeps its last digest.
+#[derive(Debug, Default)]
+pub(super) struct Chain {
+    pub(super) session: Option<Arc<str>>,
+    pub(super) seq: u64,
+    pub(super) last: [u8; 32],
+}
+
+impl Chain {
+    /// Closes the record that starts at `start` in `out` (it ends with `}\n`) with its place in
+    /// the chain, and makes it the last link.
+    fn link(&mut self, out: &mut Vec<u8>, start: usize) {
+        use sha2::{Digest as _, Sha256};
+        debug_assert!(out.ends_with(b"}\n"));
+        out.truncate(out.len() - 2);
+        self.seq += 1;
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(self.seq.to_string().as_bytes());
+        out.extend_from_slice(b",\"prev\":\"");
+        out.extend_from_slice(crate::approval::digest::hex(&self.last).as_bytes());
+        out.extend_from_slice(b"\"}\n");
+        self.last = Sha256::digest(&out[start..]).into();
+    }
+}
+
+pub(super) fn lock_chain(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
+    chain.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Writes the record of a decision as one JSON line, in the shape of [`super::Record`] (which

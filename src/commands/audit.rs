@@ -9,6 +9,7 @@
 //! goes on. It never writes to a log.
 
 mod time;
+pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -587,6 +588,8 @@ mod tests {
             args_sha256: "00".repeat(32),
             arguments: None,
             approval: None,
+            seq: None,
+            prev: None,
         }
     }
 

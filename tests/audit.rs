@@ -246,7 +246,11 @@ fn audit_verify_finds_edited_removed_swapped_and_cut_lines() {
     ));
     proxy.initialize();
     for id in 1..=6 {
-        let tool = if id % 3 == 0 { "CreateCodeConnection" } else { "echo" };
+        let tool = if id % 3 == 0 {
+            "CreateCodeConnection"
+        } else {
+            "echo"
+        };
         proxy.call(id, tool, json!({"text": format!("call {id}")}));
     }
     let proxy = finish(proxy);
@@ -268,7 +272,10 @@ fn audit_verify_finds_edited_removed_swapped_and_cut_lines() {
     };
     let (code, report) = verify("whole.jsonl", &lines);
     assert_eq!(code, Some(0), "{report}");
-    assert!(report.starts_with("whole: 6 chained record(s) in 1 chain(s)"), "{report}");
+    assert!(
+        report.starts_with("whole: 6 chained record(s) in 1 chain(s)"),
+        "{report}"
+    );
     // The anchor on stderr names the same last digest as verify.
     let anchor = proxy
         .stderr()
@@ -282,7 +289,10 @@ fn audit_verify_finds_edited_removed_swapped_and_cut_lines() {
     edited[1] = edited[1].replace("\"allow\"", "\"deny\"");
     let (code, report) = verify("edited.jsonl", &edited);
     assert_eq!(code, Some(1));
-    assert!(report.contains("edited.jsonl:3:") && report.contains("was changed"), "{report}");
+    assert!(
+        report.contains("edited.jsonl:3:") && report.contains("was changed"),
+        "{report}"
+    );
 
     let mut removed = lines.clone();
     removed.remove(2);

@@ -290,3 +290,42 @@ fn a_tool_listed_twice_is_a_changed_tool_whatever_the_order() {
         }
     }
 }
+
+/// A client that never stops sending cannot make the proxy hold without bound: past the cap on
+/// requests in flight a request is answered at once with an error naming the cap, and once the
+/// server answers one, the next goes through.
+#[test]
+fn requests_in_flight_are_capped() {
+    let mut s = session();
+    let cap = mcp_policy_proxy::session::MAX_IN_FLIGHT;
+    for id in 1..=cap {
+        let (to_child, _) = client(
+            &mut s,
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{}}}}}}"#
+            ),
+        );
+        assert_eq!(to_child.len(), 1, "request {id} is forwarded");
+    }
+    let over = cap + 1;
+    let (to_child, to_client) = client(
+        &mut s,
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":{over},"method":"tools/call","params":{{"name":"echo","arguments":{{}}}}}}"#
+        ),
+    );
+    assert!(to_child.is_empty());
+    assert!(
+        to_client[0].contains("the cap on requests in flight"),
+        "{to_client:?}"
+    );
+    child(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+    );
+    let (to_child, _) = client(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":"next","method":"tools/call","params":{"name":"echo","arguments":{}}}"#,
+    );
+    assert_eq!(to_child.len(), 1, "room again once one is answered");
+}

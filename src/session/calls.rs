@@ -79,6 +79,11 @@ impl Calls {
         }
     }
 
+    /// How many requests are in flight, at every stage.
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     /// How many calls wait for a person.
     pub(super) fn awaiting_approval(&self) -> usize {
         self.awaiting_approval

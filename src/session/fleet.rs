@@ -53,6 +53,19 @@ impl Session {
         batch: Option<u64>,
         out: &mut Vec<Effect<'a>>,
     ) {
+        match &request.id {
+            Some(id) if self.over_in_flight_cap(id, batch, out) => return,
+            None if self.fleet_notifications.len() >= super::MAX_STORE_NOTIFICATIONS => {
+                warn!(
+                    tool = ?tool,
+                    "dropped a tools/call notification under a fleet-wide limit: {} already wait \
+                     for the store (the cap on them)",
+                    super::MAX_STORE_NOTIFICATIONS
+                );
+                return;
+            }
+            _ => {}
+        }
         let limit = rule
             .rate_limit
             .clone()

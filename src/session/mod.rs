@@ -49,6 +49,15 @@ use held::Grants;
 use outstanding::{Issued, Outstanding};
 use tools_list::Catalog;
 
+/// How many requests of one session may be in flight at once: forwarded, held for a person or
+/// waiting for the store. Past it a request is answered at once with an error naming the cap, so
+/// a client that never stops sending cannot make the proxy hold without bound.
+pub const MAX_IN_FLIGHT: usize = 10_000;
+
+/// How many `tools/call` notifications under a fleet-wide limit may wait for the store at once;
+/// past it one is dropped (a notification has no answer to carry a refusal) and logged.
+pub const MAX_STORE_NOTIFICATIONS: usize = 1024;
+
 /// What a session is told about its surroundings.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -331,6 +340,31 @@ impl Session {
         }
     }
 
+    /// Answers `id` with an error naming the cap when the session already has
+    /// [`MAX_IN_FLIGHT`] requests in flight; true when it did.
+    fn over_in_flight_cap(
+        &mut self,
+        id: &RequestId,
+        batch: Option<u64>,
+        out: &mut Vec<Effect<'_>>,
+    ) -> bool {
+        if self.calls.len() < MAX_IN_FLIGHT {
+            return false;
+        }
+        warn!(%id, "{MAX_IN_FLIGHT} requests are in flight; a request is refused");
+        let error = reply::error(
+            Some(id),
+            reply::INTERNAL_ERROR,
+            &format!(
+                "mcp-policy-proxy: {MAX_IN_FLIGHT} requests of this session are already in flight \
+                 (the cap on requests in flight); retry when some have been answered"
+            ),
+            None,
+        );
+        self.answer(batch, error, out);
+        true
+    }
+
     fn forward_request<'a>(
         &mut self,
         id: RequestId,
@@ -342,6 +376,9 @@ impl Session {
     ) {
         if self.child_gone {
             self.answer(batch, child_gone_error(&id), out);
+            return;
+        }
+        if self.over_in_flight_cap(&id, batch, out) {
             return;
         }
         self.enter(

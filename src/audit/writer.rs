@@ -20,6 +20,10 @@ const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// exchange a decision never wakes another thread (measured: waking the writer on every record
 /// took pipelined calls to 0.44 of the same proxy without a log, and tripled the added latency).
 const LOOK_EVERY: Duration = Duration::from_millis(10);
+/// How many bytes of records wait for a log that cannot be written. Past it the oldest records
+/// are dropped, counted and said: the queue cannot grow without a bound, and `audit verify`
+/// shows the gap they leave in the chain.
+pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
 
 pub(super) enum Message {
     Record(Box<super::Pending>),
@@ -126,6 +130,13 @@ impl Auditor {
                 chain.seq,
                 crate::approval::digest::hex(&chain.last)
             );
+            if chain.dropped > 0 {
+                error!(
+                    "audit: {} record(s) of session {session} were dropped while the log could \
+                     not be written",
+                    chain.dropped
+                );
+            }
         }
         drop(self.thread);
     }
@@ -187,6 +198,16 @@ fn write_loop(
                 // What reached the file stays written; only the rest is retried.
                 let written = std::mem::take(&mut file.written).min(pending.len());
                 pending.drain(..written);
+                let dropped = drop_oldest(&mut pending, MAX_QUEUED_BYTES);
+                if dropped > 0 {
+                    lock_chain(&chain).dropped += dropped;
+                    error!(
+                        "the audit log {} cannot be written and {MAX_QUEUED_BYTES} bytes of \
+                         records wait: dropped the {dropped} oldest record(s) (audit verify shows \
+                         the gap)",
+                        file.settings.path.display()
+                    );
+                }
                 if healthy.swap(false, Ordering::Relaxed) {
                     error!(
                         "cannot write the audit log {}: {err}; {} bytes of records are kept and \
@@ -210,6 +231,8 @@ fn write_loop(
 /// a chain goes on across a rotation, since the writer keeps its last digest.
 #[derive(Debug, Default)]
 pub(super) struct Chain {
+    /// Records dropped because the log could not take them (see [`MAX_QUEUED_BYTES`]).
+    pub(super) dropped: u64,
     pub(super) session: Option<Arc<str>>,
     pub(super) seq: u64,
     pub(super) last: [u8; 32],
@@ -230,6 +253,22 @@ impl Chain {
         out.extend_from_slice(b"\"}\n");
         self.last = Sha256::digest(&out[start..]).into();
     }
+}
+
+/// Drops whole lines from the front of `pending` until it holds at most `max` bytes; returns
+/// how many.
+fn drop_oldest(pending: &mut Vec<u8>, max: usize) -> u64 {
+    if pending.len() <= max {
+        return 0;
+    }
+    let excess = pending.len() - max;
+    let cut = match memchr::memchr(b'\n', &pending[excess - 1..]) {
+        Some(at) => excess + at,
+        None => pending.len(),
+    };
+    let dropped = memchr::memchr_iter(b'\n', &pending[..cut]).count() as u64;
+    pending.drain(..cut);
+    dropped
 }
 
 pub(super) fn lock_chain(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
@@ -497,6 +536,18 @@ mod tests {
     use crate::policy::condition::parse_path;
 
     /// What the writer writes by hand reads back as the Record it stands for.
+    #[test]
+    fn the_queue_drops_whole_oldest_lines_past_its_bound() {
+        let mut pending = b"aaaa\nbbbb\ncccc\n".to_vec();
+        assert_eq!(drop_oldest(&mut pending, 100), 0);
+        assert_eq!(drop_oldest(&mut pending, 10), 1);
+        assert_eq!(pending, b"bbbb\ncccc\n");
+        assert_eq!(drop_oldest(&mut pending, 6), 1);
+        assert_eq!(pending, b"cccc\n");
+        assert_eq!(drop_oldest(&mut pending, 1), 1);
+        assert!(pending.is_empty());
+    }
+
     #[test]
     fn a_written_line_reads_back_as_its_record() {
         let settings = AuditSettings {

@@ -329,3 +329,28 @@ fn requests_in_flight_are_capped() {
     );
     assert_eq!(to_child.len(), 1, "room again once one is answered");
 }
+
+/// Requests the client cancelled do not count against the cap: a host that times out slow tools
+/// (whose server, as the protocol asks, never answers a cancelled request) is not locked out.
+#[test]
+fn cancelled_requests_do_not_count_against_the_cap() {
+    let mut s = session();
+    let cap = mcp_policy_proxy::session::MAX_IN_FLIGHT;
+    for id in 1..=cap {
+        client(
+            &mut s,
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{}}}}}}"#
+            ),
+        );
+        let (to_child, _) = client(
+            &mut s,
+            &format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id}}}}}"#
+            ),
+        );
+        assert_eq!(to_child.len(), 1, "the cancellation is passed on");
+    }
+    let (to_child, to_client) = client(&mut s, r#"{"jsonrpc":"2.0","id":"after","method":"ping"}"#);
+    assert_eq!(to_child.len(), 1, "not locked out: {to_client:?}");
+}

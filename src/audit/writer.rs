@@ -125,10 +125,15 @@ impl Auditor {
         // was cut or rewritten after this line.
         let chain = lock_chain(&self.chain);
         if let Some(session) = &chain.session {
-            info!(
-                "audit chain of session {session}: {} record(s), the last one's SHA-256 is {}",
-                chain.seq,
-                crate::approval::digest::hex(&chain.last)
+            // Written whatever the log level: it is the audit's, not a diagnostic.
+            crate::logging::line(
+                format!(
+                    "mcp-policy-proxy: audit chain of session {session}: {} record(s), the last \
+                     one's SHA-256 is {}\n",
+                    chain.seq,
+                    crate::approval::digest::hex(&chain.last)
+                )
+                .into_bytes(),
             );
             if chain.dropped > 0 {
                 error!(

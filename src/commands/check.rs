@@ -14,7 +14,31 @@ pub fn within_reach(
     args: &[std::ffi::OsString],
     cwd: Option<&Path>,
 ) -> Option<std::path::PathBuf> {
-    let policy = std::fs::canonicalize(policy).ok()?;
+    // The file as the proxy reads it (its folder resolved, the name as given: a link the server
+    // could replace) and what it points to.
+    let as_read = policy
+        .parent()
+        .and_then(|dir| {
+            std::fs::canonicalize(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+            .ok()
+        })
+        .zip(policy.file_name())
+        .map(|(dir, name)| dir.join(name));
+    let target = std::fs::canonicalize(policy).ok();
+    let holds = |dir: &Path| {
+        as_read.as_deref().is_some_and(|p| p.starts_with(dir))
+            || target.as_deref().is_some_and(|p| p.starts_with(dir))
+    };
+    // The server's working folder is within its reach too.
+    if let Some(dir) = cwd.and_then(|cwd| std::fs::canonicalize(cwd).ok())
+        && holds(&dir)
+    {
+        return Some(dir);
+    }
     args.iter().find_map(|arg| {
         let text = arg.to_string_lossy();
         let value = text.split_once('=').map_or(&*text, |(_, value)| value);
@@ -25,8 +49,9 @@ pub fn within_reach(
             Some(cwd) => cwd.join(value),
             None => Path::new(value).to_owned(),
         };
-        let dir = std::fs::canonicalize(dir).ok().filter(|dir| dir.is_dir())?;
-        policy.starts_with(&dir).then_some(dir)
+        let dir = std::fs::canonicalize(dir).ok()?;
+        // A folder that holds the policy, or the policy file itself.
+        holds(&dir).then_some(dir)
     })
 }
 

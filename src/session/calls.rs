@@ -56,6 +56,9 @@ pub(super) struct Calls {
     by_id: HashMap<RequestId, Call>,
     /// How many of them wait for a person (bounded by `held::MAX_HELD_CALLS`).
     awaiting_approval: usize,
+    /// Forwarded requests the client cancelled: the server should not answer them, so they do
+    /// not count against the cap on requests in flight.
+    cancelled: std::collections::HashSet<RequestId>,
     /// Progress tokens of the requests in flight, to the request each belongs to.
     progress: HashMap<RequestId, RequestId>,
 }
@@ -72,6 +75,7 @@ impl Calls {
         if matches!(call.stage, Stage::AwaitingApproval(_)) {
             self.awaiting_approval += 1;
         }
+        self.cancelled.remove(&id);
         if let Some(old) = self.by_id.insert(id, call)
             && matches!(old.stage, Stage::AwaitingApproval(_))
         {
@@ -79,9 +83,16 @@ impl Calls {
         }
     }
 
-    /// How many requests are in flight, at every stage.
-    pub(super) fn len(&self) -> usize {
-        self.by_id.len()
+    /// How many requests are in flight, at every stage, but those the client cancelled.
+    pub(super) fn active(&self) -> usize {
+        self.by_id.len() - self.cancelled.len()
+    }
+
+    /// Notes that the client cancelled a request in flight.
+    pub(super) fn mark_cancelled(&mut self, id: &RequestId) {
+        if self.by_id.contains_key(id) {
+            self.cancelled.insert(id.clone());
+        }
     }
 
     /// How many calls wait for a person.
@@ -99,6 +110,7 @@ impl Calls {
 
     pub(super) fn remove(&mut self, id: &RequestId) -> Option<Call> {
         let call = self.by_id.remove(id)?;
+        self.cancelled.remove(id);
         if matches!(call.stage, Stage::AwaitingApproval(_)) {
             self.awaiting_approval -= 1;
         }

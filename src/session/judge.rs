@@ -94,6 +94,13 @@ impl Session {
         batch: Option<u64>,
         out: &mut Vec<Effect<'a>>,
     ) {
+        // Past the cap the call is not judged at all: no record says it was allowed, no limit
+        // counts it.
+        if let Some(id) = &request.id
+            && self.over_in_flight_cap(id, batch, out)
+        {
+            return;
+        }
         let Some(tool) = message::tool_name(request.name) else {
             match &request.id {
                 Some(id) => self.answer(

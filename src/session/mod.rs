@@ -297,6 +297,9 @@ impl Session {
                         .and_then(RequestId::from_json);
                     match target {
                         Some(target) if self.calls.is_forwarded(&target) => {
+                            // The server should not answer it now: it no longer counts against
+                            // the cap on requests in flight (its entry stays for a late answer).
+                            self.calls.mark_cancelled(&target);
                             self.forward(line, None, out);
                         }
                         Some(target) if self.withdraw_store_check(&target, out) => {
@@ -342,13 +345,13 @@ impl Session {
 
     /// Answers `id` with an error naming the cap when the session already has
     /// [`MAX_IN_FLIGHT`] requests in flight; true when it did.
-    fn over_in_flight_cap(
+    pub(super) fn over_in_flight_cap(
         &mut self,
         id: &RequestId,
         batch: Option<u64>,
         out: &mut Vec<Effect<'_>>,
     ) -> bool {
-        if self.calls.len() < MAX_IN_FLIGHT {
+        if self.calls.active() < MAX_IN_FLIGHT {
             return false;
         }
         warn!(%id, "{MAX_IN_FLIGHT} requests are in flight; a request is refused");

@@ -48,6 +48,14 @@ pub fn verify(files: &[(String, Vec<u8>)]) -> Verdict {
             };
             let session = value["session"].as_str().unwrap_or("").to_owned();
             let (Some(seq), Some(prev)) = (value["seq"].as_u64(), value["prev"].as_str()) else {
+                // Logs from before the chain have none; a line without one among chained
+                // lines was put there by someone else.
+                if records > 0 {
+                    problems.push(format!(
+                        "{place}: a record without a place in a chain, after chained records: \
+                         it was inserted"
+                    ));
+                }
                 unchained += 1;
                 continue;
             };
@@ -64,18 +72,18 @@ pub fn verify(files: &[(String, Vec<u8>)]) -> Verdict {
                         ));
                     }
                 }
-                Some(last) if seq == last.seq + 1 && prev == last.digest => {}
-                Some(last) if seq == last.seq + 1 => problems.push(format!(
+                Some(last) if Some(seq) == last.seq.checked_add(1) && prev == last.digest => {}
+                Some(last) if Some(seq) == last.seq.checked_add(1) => problems.push(format!(
                     "{place}: record {seq} of session {session} does not follow the line before \
                      it in its chain ({}): that line was changed",
                     last.place
                 )),
-                Some(last) if seq > last.seq + 1 => problems.push(format!(
+                Some(last) if seq > last.seq.saturating_add(1) => problems.push(format!(
                     "{place}: session {session} goes from record {} ({}) to record {seq}: {} \
                      record(s) missing (removed)",
                     last.seq,
                     last.place,
-                    seq - last.seq - 1
+                    seq - last.seq.saturating_add(1)
                 )),
                 Some(last) => problems.push(format!(
                     "{place}: record {seq} of session {session} comes after record {} ({}): \
@@ -214,6 +222,19 @@ mod tests {
         assert!(verdict.whole);
         assert!(
             verdict.report.contains("last record 4"),
+            "{}",
+            verdict.report
+        );
+    }
+
+    #[test]
+    fn an_unchained_line_among_chained_ones_is_an_insertion() {
+        let mut lines = chain("a", 3);
+        lines.insert(2, "{\"time\":\"t\",\"session\":\"a\",\"tool\":\"echo\",\"decision\":\"allow\",\"args_sha256\":\"00\"}\n".to_owned());
+        let verdict = check(&lines);
+        assert!(!verdict.whole);
+        assert!(
+            verdict.report.contains("it was inserted"),
             "{}",
             verdict.report
         );

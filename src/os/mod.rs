@@ -28,6 +28,45 @@ use windows as imp;
 
 pub use imp::{dialog, file, own, pipe, process, shutdown};
 
+/// How a child is detached from the proxy (`process::prepare`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detach {
+    /// A process group of its own, in the proxy's session (the MCP server, `scan`'s server).
+    Group,
+    /// A session of its own as well: no controlling terminal (an approval command, which must
+    /// never read the terminal an agent may share). On Windows both mean a job of its own and
+    /// no console.
+    Session,
+}
+
+/// How a tree is asked to stop before it is killed (`process::Tree::stop`; Windows has no
+/// signal to ask with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// As SIGTERM asks.
+    Terminate,
+    /// As SIGINT (Ctrl-C) asks.
+    Interrupt,
+}
+
+/// What `pipe::wait` waits for.
+#[derive(Debug, Clone, Copy)]
+pub enum Ready {
+    Read,
+    Write,
+}
+
+/// What a request from outside asks (`shutdown::Requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGTERM; on Windows Ctrl-Break, console close, log-off, shutdown.
+    Terminate,
+    /// SIGINT; on Windows Ctrl-C.
+    Interrupt,
+    /// SIGHUP: read the policy again (Windows has none).
+    Reload,
+}
+
 /// What `dialog::ask` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Asked {

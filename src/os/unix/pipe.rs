@@ -35,12 +35,7 @@ pub fn child_stderr(pipe: tokio::process::ChildStderr) -> io::Result<File> {
     pipe.into_owned_fd().map(File::from)
 }
 
-/// What [`wait`] waits for.
-#[derive(Debug, Clone, Copy)]
-pub enum Ready {
-    Read,
-    Write,
-}
+pub use super::super::Ready;
 
 /// Waits until a descriptor that someone else made non-blocking is ready.
 pub fn wait(file: &File, ready: Ready) -> io::Result<()> {

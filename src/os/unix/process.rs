@@ -13,6 +13,7 @@
 //! itself, it disarms the watchdog first. The same mechanism runs on both systems, so the Linux
 //! tests exercise the macOS path.
 
+pub use super::super::{Detach, Stop};
 use std::ffi::OsStr;
 use std::io::{self, PipeWriter, Write as _};
 use std::os::fd::AsRawFd as _;
@@ -28,25 +29,6 @@ while IFS= read -r word; do
 done
 kill -s KILL -- "-$group" 2>/dev/null
 exit 0"#;
-
-/// How the child is detached from the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detach {
-    /// A process group of its own, in the proxy's session (the MCP server, `scan`'s server).
-    Group,
-    /// A session of its own as well: no controlling terminal (an approval command, which must
-    /// never read the terminal an agent may share).
-    Session,
-}
-
-/// How a tree is asked to stop before it is killed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// As SIGTERM asks.
-    Terminate,
-    /// As SIGINT (Ctrl-C) asks.
-    Interrupt,
-}
 
 /// A command for `program`, found through `PATH` as a shell finds it (std does that here).
 pub fn command(program: &OsStr) -> Command {

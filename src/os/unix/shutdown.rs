@@ -7,19 +7,7 @@ use std::io;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// What was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    /// SIGTERM.
-    Terminate,
-    /// SIGINT.
-    Interrupt,
-    /// SIGHUP: read the policy again.
-    Reload,
-}
-
-/// How an operator asks for a reload here, for messages and docs.
-pub const RELOAD_HOW: &str = "SIGHUP, or a change to the policy file";
+pub use super::super::Request;
 
 /// The signals the proxy listens to, from when this is made.
 #[derive(Debug)]

@@ -33,12 +33,7 @@ pub fn child_stderr(pipe: tokio::process::ChildStderr) -> io::Result<File> {
     pipe.into_owned_handle().map(File::from)
 }
 
-/// What [`wait`] waits for.
-#[derive(Debug, Clone, Copy)]
-pub enum Ready {
-    Read,
-    Write,
-}
+pub use super::super::Ready;
 
 /// Anonymous pipes, consoles and files are never non-blocking on Windows, so a read or write
 /// cannot report "would block"; a handle that does (a named pipe someone set to `PIPE_NOWAIT`)

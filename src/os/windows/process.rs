@@ -11,6 +11,7 @@
 //! There are no signals to ask a tree to stop: the proxy closes the child's stdin, waits, then
 //! ends the job.
 
+pub use super::super::{Detach, Stop};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::windows::io::{AsRawHandle as _, FromRawHandle as _, OwnedHandle, RawHandle};
@@ -38,21 +39,6 @@ pub const CREATION_FLAGS: u32 = CREATE_NO_WINDOW | CREATE_SUSPENDED;
 
 /// The exit code of a process ended by [`Tree::kill`].
 const KILLED: u32 = 1;
-
-/// How the child is detached from the proxy. On Windows both mean the same: a job of its own
-/// and no console (a console-less process has no terminal to read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detach {
-    Group,
-    Session,
-}
-
-/// How a tree is asked to stop before it is killed. Windows has no signal to ask with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    Terminate,
-    Interrupt,
-}
 
 /// A command for `program`: a bare name is resolved through `PATH` and `PATHEXT` to a full
 /// path (std alone appends only `.exe`). A name that is not found is left as it is, for std to

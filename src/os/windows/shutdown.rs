@@ -11,19 +11,7 @@ use tokio::signal::windows::{
     ctrl_logoff, ctrl_shutdown,
 };
 
-/// What was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    /// Ctrl-Break, console close, log-off, shutdown.
-    Terminate,
-    /// Ctrl-C.
-    Interrupt,
-    /// Never sent on Windows (no SIGHUP); here so that the relay reads the same on every OS.
-    Reload,
-}
-
-/// How an operator asks for a reload here, for messages and docs.
-pub const RELOAD_HOW: &str = "a change to the policy file (Windows has no SIGHUP)";
+pub use super::super::Request;
 
 /// The console events the proxy listens to, from when this is made.
 #[derive(Debug)]
